@@ -1,0 +1,1 @@
+"""Audio: file decoding, resampling, jitter buffer, WAV recording, half-duplex gating."""

@@ -1,0 +1,563 @@
+"""Wire events of the Voice Agent API as frozen dataclasses (protocol.md sections 3 and 4).
+
+Sans-I/O: text in, values out; values in, text out. No asyncio, websockets, sounddevice or rich.
+
+Decoding is lenient (design.md principle 2): an unknown ``type`` becomes :class:`UnknownEvent`
+keeping the raw dict, unknown fields are ignored, launch-era ``args`` is read as ``arguments``
+(protocol.md section 7 item 2), and an error frame without ``type`` (or typed ``error``) is read
+as :class:`SessionError` (section 7 item 5). Encoding is strict: an event we build with a bad
+value raises :class:`LocalProtocolError` instead of going on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+
+class ProtocolError(ValueError):
+    """Base for protocol violations. ``code`` is a protocol error code where one applies."""
+
+    def __init__(self, message: str, code: str = "invalid_format", param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to send something the protocol forbids (a bug on our side)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something malformed."""
+
+
+def _str(raw: dict[str, Any], key: str, default: str = "") -> str:
+    value = raw.get(key, default)
+    if value is None:
+        return default
+    return value if isinstance(value, str) else str(value)
+
+
+def _opt_str(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _opt_num(raw: dict[str, Any], key: str) -> float | None:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _opt_int(raw: dict[str, Any], key: str) -> int | None:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value)
+
+
+def _timestamp(raw: dict[str, Any]) -> float | str | None:
+    ts = raw.get("timestamp")
+    if isinstance(ts, bool):
+        return None
+    if isinstance(ts, (int, float, str)):
+        return ts
+    return None
+
+
+def _b64decode(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise RemoteProtocolError(f"{what} is not a base64 string", code="invalid_audio")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RemoteProtocolError(f"{what} is not valid base64: {exc}", code="invalid_audio") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Client -> server (protocol.md section 3)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """3.1: the session config (protocol.md section 5) as a wire dict."""
+
+    session: dict[str, Any]
+    type: ClassVar[str] = "session.update"
+
+    def to_dict(self) -> dict[str, Any]:
+        if not isinstance(self.session, dict):
+            raise LocalProtocolError("session.update needs a session object")
+        return {"type": self.type, "session": self.session}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResume:
+    session_id: str
+    type: ClassVar[str] = "session.resume"
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.session_id:
+            raise LocalProtocolError("session.resume needs a session_id")
+        return {"type": self.type, "session_id": self.session_id}
+
+
+@dataclass(frozen=True, slots=True)
+class InputAudio:
+    """3.2: raw PCM in the configured input encoding; base64 happens on encode."""
+
+    audio: bytes
+    type: ClassVar[str] = "input.audio"
+
+    def to_dict(self) -> dict[str, Any]:
+        if not isinstance(self.audio, (bytes, bytearray, memoryview)):
+            raise LocalProtocolError("input.audio needs bytes")
+        return {"type": self.type, "audio": base64.b64encode(self.audio).decode("ascii")}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """3.3: ``result`` is a JSON-encoded *string*, never an object."""
+
+    call_id: str
+    result: str
+    is_error: bool = False
+    type: ClassVar[str] = "tool.result"
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.call_id:
+            raise LocalProtocolError("tool.result needs a call_id")
+        if not isinstance(self.result, str):
+            raise LocalProtocolError("tool.result 'result' must be a JSON string (protocol.md 3.3)")
+        out: dict[str, Any] = {"type": self.type, "call_id": self.call_id, "result": self.result}
+        if self.is_error:
+            out["is_error"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCreate:
+    instructions: str | None = None
+    type: ClassVar[str] = "reply.create"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.instructions is not None:
+            out["instructions"] = self.instructions
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationMessage:
+    role: str
+    content: str
+    type: ClassVar[str] = "conversation.message"
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.role not in ("user", "system"):
+            raise LocalProtocolError(f"conversation.message role must be user or system, not {self.role!r}")
+        return {"type": self.type, "role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    type: ClassVar[str] = "session.end"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCancel:
+    """3.8: schema-only; behaviour on the real service is unknown."""
+
+    reply_id: str
+    type: ClassVar[str] = "reply.cancel"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "reply_id": self.reply_id}
+
+
+ClientEvent = Union[
+    SessionUpdate, SessionResume, InputAudio, ToolResult, ReplyCreate,
+    ConversationMessage, SessionEnd, ReplyCancel,
+]
+
+# --------------------------------------------------------------------------------------------
+# Server -> client (protocol.md section 4). Every server event may carry ``timestamp`` and
+# keeps the dict it was decoded from in ``raw`` (not compared, not printed).
+# --------------------------------------------------------------------------------------------
+
+_RAW = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReady:
+    session_id: str
+    config: dict[str, Any] | None = None
+    expires_at: int | None = None
+    resume_token: str = field(default="", repr=False)
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "session.ready"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    config: dict[str, Any] | None = None
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "session.updated"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    session_duration_seconds: float | None = None
+    audio_duration_seconds: float | None = None
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "session.ended"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionError:
+    code: str
+    message: str = ""
+    param: str | None = None
+    session_id: str | None = None
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "session.error"
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpeechStarted:
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "input.speech.started"
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpeechStopped:
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "input.speech.stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptUserDelta:
+    """4.7: ``text`` is cumulative (replace, never concatenate)."""
+
+    item_id: str
+    text: str
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "transcript.user.delta"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptUser:
+    item_id: str
+    text: str
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "transcript.user"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStarted:
+    reply_id: str
+    item_id: str = ""
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "reply.started"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyAudio:
+    """4.10: ``data`` decoded from base64 (raw PCM16 by default)."""
+
+    data: bytes = field(repr=False)
+    reply_id: str = ""
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "reply.audio"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptAgentDelta:
+    """4.11: ``delta`` is incremental; start_ms/end_ms are relative to the reply's audio."""
+
+    reply_id: str
+    delta: str
+    item_id: str = ""
+    start_ms: int | None = None
+    end_ms: int | None = None
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "transcript.agent.delta"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptAgent:
+    reply_id: str
+    text: str
+    item_id: str = ""
+    interrupted: bool = False
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "transcript.agent"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDone:
+    """4.13: ``status`` completed|interrupted (cancelled|failed tolerated; absent = completed)."""
+
+    reply_id: str
+    status: str = "completed"
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "reply.done"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "tool.call"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyError:
+    """4.15: schema-only (newest build)."""
+
+    reply_id: str
+    code: str
+    message: str = ""
+    retryable: bool = False
+    status_code: int | None = None
+    provider_code: str | None = None
+    provider_param: str | None = None
+    timestamp: float | str | None = None
+    raw: dict[str, Any] = _RAW
+    type: ClassVar[str] = "reply.error"
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownEvent:
+    """An event type this build does not know; ``raw`` keeps it whole."""
+
+    event_type: str
+    raw: dict[str, Any] = _RAW
+    timestamp: float | str | None = None
+
+    @property
+    def type(self) -> str:  # type: ignore[override]
+        return self.event_type
+
+
+ServerEvent = Union[
+    SessionReady, SessionUpdated, SessionEnded, SessionError, InputSpeechStarted,
+    InputSpeechStopped, TranscriptUserDelta, TranscriptUser, ReplyStarted, ReplyAudio,
+    TranscriptAgentDelta, TranscriptAgent, ReplyDone, ToolCall, ReplyError, UnknownEvent,
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+
+def _loads(text: str | bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RemoteProtocolError(f"frame is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError("frame is not a JSON object")
+    return obj
+
+
+def _arguments(raw: dict[str, Any]) -> dict[str, Any]:
+    args = raw.get("arguments", raw.get("args"))
+    if isinstance(args, str):  # tolerate OpenAI-style JSON-string arguments
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except ValueError:
+            return {"_raw": args}
+    return args if isinstance(args, dict) else {}
+
+
+def server_event_from_dict(raw: dict[str, Any]) -> ServerEvent:
+    """Build a server event from a decoded JSON object (lenient)."""
+    etype = raw.get("type")
+    ts = _timestamp(raw)
+    if etype is None or etype in ("error", "session.error"):
+        if etype is None and "code" not in raw:
+            return UnknownEvent("", raw, ts)
+        code = _str(raw, "code", "unknown_error") or "unknown_error"
+        return SessionError(code, _str(raw, "message"), _opt_str(raw, "param"),
+                            _opt_str(raw, "session_id"), ts, raw)
+    if not isinstance(etype, str):
+        return UnknownEvent(str(etype), raw, ts)
+    if etype == "reply.audio":
+        data = raw.get("data", raw.get("audio", ""))
+        return ReplyAudio(_b64decode(data, "reply.audio data"), _str(raw, "reply_id"), ts, raw)
+    if etype == "transcript.agent.delta":
+        delta = raw.get("delta", raw.get("text", ""))
+        return TranscriptAgentDelta(_str(raw, "reply_id"), delta if isinstance(delta, str) else str(delta),
+                                    _str(raw, "item_id"), _opt_int(raw, "start_ms"),
+                                    _opt_int(raw, "end_ms"), ts, raw)
+    if etype == "session.ready":
+        cfg = raw.get("config")
+        return SessionReady(_str(raw, "session_id"), cfg if isinstance(cfg, dict) else None,
+                            _opt_int(raw, "expires_at"), _str(raw, "resume_token"), ts, raw)
+    if etype == "session.updated":
+        cfg = raw.get("config")
+        return SessionUpdated(cfg if isinstance(cfg, dict) else None, ts, raw)
+    if etype == "session.ended":
+        return SessionEnded(_opt_num(raw, "session_duration_seconds"),
+                            _opt_num(raw, "audio_duration_seconds"), ts, raw)
+    if etype == "input.speech.started":
+        return InputSpeechStarted(ts, raw)
+    if etype == "input.speech.stopped":
+        return InputSpeechStopped(ts, raw)
+    if etype == "transcript.user.delta":
+        return TranscriptUserDelta(_str(raw, "item_id"), _str(raw, "text"), ts, raw)
+    if etype == "transcript.user":
+        return TranscriptUser(_str(raw, "item_id"), _str(raw, "text"), ts, raw)
+    if etype == "reply.started":
+        return ReplyStarted(_str(raw, "reply_id"), _str(raw, "item_id"), ts, raw)
+    if etype == "transcript.agent":
+        return TranscriptAgent(_str(raw, "reply_id"), _str(raw, "text"), _str(raw, "item_id"),
+                               raw.get("interrupted") is True, ts, raw)
+    if etype == "reply.done":
+        return ReplyDone(_str(raw, "reply_id"), _str(raw, "status", "completed") or "completed", ts, raw)
+    if etype == "tool.call":
+        return ToolCall(_str(raw, "call_id"), _str(raw, "name"), _arguments(raw), ts, raw)
+    if etype == "reply.error":
+        return ReplyError(_str(raw, "reply_id"), _str(raw, "code"), _str(raw, "message"),
+                          raw.get("retryable") is True, _opt_int(raw, "status_code"),
+                          _opt_str(raw, "provider_code"), _opt_str(raw, "provider_param"), ts, raw)
+    return UnknownEvent(etype, raw, ts)
+
+
+def decode_server_event(text: str | bytes) -> ServerEvent:
+    """Decode one server frame. Raises :class:`RemoteProtocolError` for non-JSON / non-object
+    frames or undecodable audio; everything else decodes (unknown types included)."""
+    return server_event_from_dict(_loads(text))
+
+
+def client_event_from_dict(raw: dict[str, Any]) -> ClientEvent:
+    """Build a client event (server side). Raises RemoteProtocolError with the protocol error code
+    the server should answer with (``invalid_format`` or ``invalid_audio``)."""
+    etype = raw.get("type")
+    if not isinstance(etype, str) or not etype:
+        raise RemoteProtocolError("message has no 'type'")
+    if etype == "input.audio":
+        return InputAudio(_b64decode(raw.get("audio"), "input.audio 'audio'"))
+    if etype == "session.update":
+        session = raw.get("session", {})
+        if not isinstance(session, dict):
+            raise RemoteProtocolError("'session' must be an object", code="invalid_config", param="session")
+        return SessionUpdate(session)
+    if etype == "session.resume":
+        sid = raw.get("session_id")
+        if not isinstance(sid, str) or not sid:
+            raise RemoteProtocolError("session.resume needs a session_id", param="session_id")
+        return SessionResume(sid)
+    if etype == "tool.result":
+        call_id, result = raw.get("call_id"), raw.get("result")
+        if not isinstance(call_id, str) or not call_id:
+            raise RemoteProtocolError("tool.result needs a call_id", param="call_id")
+        if not isinstance(result, str):
+            raise RemoteProtocolError("tool.result 'result' must be a JSON-encoded string", param="result")
+        return ToolResult(call_id, result, raw.get("is_error") is True)
+    if etype == "reply.create":
+        instr = raw.get("instructions")
+        return ReplyCreate(instr if isinstance(instr, str) else None)
+    if etype == "conversation.message":
+        role, content = raw.get("role"), raw.get("content")
+        if role not in ("user", "system") or not isinstance(content, str):
+            raise RemoteProtocolError("conversation.message needs role user|system and string content",
+                                      code="invalid_value", param="role")
+        return ConversationMessage(role, content)
+    if etype == "session.end":
+        return SessionEnd()
+    if etype == "reply.cancel":
+        return ReplyCancel(_str(raw, "reply_id"))
+    raise RemoteProtocolError(f"unknown message type {etype!r}", param="type")
+
+
+def decode_client_event(text: str | bytes) -> ClientEvent:
+    """Decode one client frame (server side); see :func:`client_event_from_dict`."""
+    return client_event_from_dict(_loads(text))
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding (strict)
+# --------------------------------------------------------------------------------------------
+
+
+def encode(event: ClientEvent) -> str:
+    """Encode a client event to a JSON text frame. Raises LocalProtocolError on bad values."""
+    return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def server_event_dict(event_type: str, timestamp: float, **fields: Any) -> dict[str, Any]:
+    """Build a server event dict (used by the local server): fields then ``type`` and ``timestamp``.
+
+    ``bytes`` values are base64-encoded (``reply.audio`` ``data``)."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            value = base64.b64encode(value).decode("ascii")
+        out[key] = value
+    out["type"] = event_type
+    out["timestamp"] = timestamp
+    return out
+
+
+def encode_server(event_type: str, timestamp: float, **fields: Any) -> str:
+    """Encode a server event to a JSON text frame (local server side)."""
+    return json.dumps(server_event_dict(event_type, timestamp, **fields), separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+def summarize_raw(raw: dict[str, Any]) -> dict[str, Any]:
+    """A server event dict for ``--json`` output: audio payloads replaced by byte counts."""
+    if raw.get("type") != "reply.audio" and "audio" not in raw:
+        return raw
+    out = dict(raw)
+    for key in ("data", "audio"):
+        value = out.pop(key, None)
+        if isinstance(value, str):
+            out["bytes"] = len(value) * 3 // 4 - value[-2:].count("=")
+    return out
+
+
+SERVER_EVENT_TYPES: tuple[str, ...] = (
+    "session.ready", "session.updated", "session.ended", "session.error", "input.speech.started",
+    "input.speech.stopped", "transcript.user.delta", "transcript.user", "reply.started",
+    "reply.audio", "transcript.agent.delta", "transcript.agent", "reply.done", "tool.call",
+    "reply.error",
+)
+CLIENT_EVENT_TYPES: tuple[str, ...] = (
+    "session.update", "session.resume", "input.audio", "tool.result", "reply.create",
+    "conversation.message", "session.end", "reply.cancel",
+)

@@ -1,0 +1,1 @@
+"""The local Voice Agent API server (`voicecli serve`)."""
