@@ -12,15 +12,17 @@ audio-lab.md section 4 measured at >130 dB SNR for 16/44.1/48 kHz -> 24 kHz.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import soundfile as sf
-import soxr
+import numpy.typing as npt
+import soundfile as sf  # type: ignore[import-untyped]
+import soxr  # type: ignore[import-untyped]
 
+from voicecli.audio.resample import float_to_pcm16, to_mono_float
 from voicecli.errors import AudioFileError
 
 PROTOCOL_RATE = 24000
@@ -67,34 +69,35 @@ def _check_path(path: str) -> None:
         raise AudioFileError(f"Audio file {path!r} is empty (0 bytes).", hint=_FORMATS_HINT)
 
 
-def _decode(path: str) -> tuple[np.ndarray, int, int, str]:
+def _decode(path: str) -> tuple[npt.NDArray[np.float32], int, int, str]:
     """Read ``path`` as float32 (frames, channels); translate every libsndfile failure."""
+    hint = f"{_FORMATS_HINT}; the file may be corrupt or truncated"
     try:
-        info = sf.info(path)
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        reason = str(exc).split(": ", 1)[-1].rstrip(".") if str(exc) else type(exc).__name__
-        raise AudioFileError(
-            f"Audio file {path!r} is not a readable audio file ({reason}).",
-            hint=f"{_FORMATS_HINT}; the file may be corrupt or truncated",
-        ) from None
+        with sf.SoundFile(path) as fh:
+            rate, channels = int(fh.samplerate), int(fh.channels)
+            fmt = f"{fh.format}/{fh.subtype}" if fh.subtype else str(fh.format)
+            data: npt.NDArray[np.float32] = fh.read(dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        reason = (exc.error_string or "unknown libsndfile error").rstrip(".")
+        raise AudioFileError(f"Audio file {path!r} is not a readable audio file ({reason}).", hint) from None
+    except (RuntimeError, ValueError, TypeError, EOFError) as exc:  # other soundfile/decoder failures
+        reason = str(exc).rstrip(".") or type(exc).__name__
+        raise AudioFileError(f"Audio file {path!r} could not be decoded ({reason}).", hint) from None
     except OSError as exc:
-        code = errno.errorcode.get(exc.errno or 0, "I/O error")
-        raise AudioFileError(f"Audio file {path!r} cannot be read ({code}).", hint="check the file") from None
-    fmt = f"{info.format}/{info.subtype}" if info.subtype else str(info.format)
-    return data, int(rate), int(info.channels), fmt
+        reason = exc.strerror or str(exc)
+        raise AudioFileError(f"Audio file {path!r} cannot be read ({reason}).", "check the file") from None
+    return data, rate, channels, fmt
 
 
-def to_protocol_pcm(data: np.ndarray, rate: int) -> bytes:
+def to_protocol_pcm(data: npt.NDArray[Any], rate: int) -> bytes:
     """Downmix float32 ``(frames, channels)`` or ``(frames,)`` to mono, resample to 24 kHz, PCM16 LE.
 
-    Channels are averaged; values are clipped to [-1, 1) before scaling by 32767.
+    Channels are averaged; values are clipped to [-1, 1] and scaled by 32767 (:func:`float_to_pcm16`).
     """
-    mono = data.mean(axis=1, dtype=np.float32) if data.ndim == 2 else data.astype(np.float32, copy=False)
+    mono = to_mono_float(data)
     if rate != PROTOCOL_RATE and mono.size:
         mono = soxr.resample(mono, rate, PROTOCOL_RATE, quality="HQ")
-    scaled = np.clip(mono, -1.0, 1.0) * 32767.0
-    return np.rint(scaled).astype("<i2").tobytes()
+    return float_to_pcm16(mono)
 
 
 def load_audio_file(path: str | os.PathLike[str]) -> DecodedAudio:

@@ -1,0 +1,1 @@
+"""Wiring: transport, conversations, the ask and chat runners."""

@@ -1,0 +1,225 @@
+"""``voicecli ask FILE...``: each audio file is one user turn (cli-contract.md).
+
+The files are decoded before connecting (a bad file fails first, exit 6). After ``session.ready``
+(and the greeting, if the session has one) each turn streams its file in ``chunk_ms`` chunks at
+real-time pace, then keeps streaming silence like an open microphone would, so the server's
+turn detection always sees the end of the turn; the turn is over when a reply completes with no
+tool call pending (a reply that made tool calls is followed by the server's follow-up reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voicecli.app.conversation import Conversation, ConnectionSettings
+from voicecli.app.toolcalls import ToolDispatcher
+from voicecli.audio.files import DecodedAudio, chunk_pcm, silence
+from voicecli.audio.wav import write_wav
+from voicecli.errors import ServerError, TimeoutExpired
+from voicecli.protocol.events import (
+    InputSpeechStopped, ReplyAudio, ReplyDone, ReplyStarted, SessionError, ToolCall, TranscriptAgent,
+    TranscriptUser,
+)
+from voicecli.session.client import Received
+from voicecli.tools import ToolRunner
+from voicecli.ui.output import Output
+
+
+@dataclass
+class AskOptions:
+    pace: str = "realtime"            # realtime | fast
+    chunk_ms: int = 50
+    trailing_silence_ms: int = 1000
+    timeout_s: float = 30.0           # per turn, from the end of the file
+    save_reply: Path | None = None
+    barge_in_after_ms: int | None = None   # start the next file this long into the agent's reply
+
+
+@dataclass
+class _Turn:
+    index: int
+    done: asyncio.Future[None]
+    first_audio_at: float | None = None
+    speech_stopped_at: float | None = None
+    tool_replies: set[str] = field(default_factory=set)
+    user_text: str = ""
+    agent_text: list[str] = field(default_factory=list)
+
+
+class TurnTracker:
+    """Decides when a turn's reply is complete; collects agent audio and per-turn latency."""
+
+    def __init__(self, conv: Conversation, keep_audio: bool) -> None:
+        self.conv = conv
+        self.turn: _Turn | None = None
+        self.audio = bytearray() if keep_audio else None
+        self.current_reply: str | None = None
+        self.greeting_done = asyncio.get_running_loop().create_future()
+        self.replies_seen = 0
+        conv.listeners.append(self.on_event)
+
+    def begin(self, index: int) -> _Turn:
+        self.turn = _Turn(index, asyncio.get_running_loop().create_future())
+        return self.turn
+
+    def on_event(self, rec: Received) -> None:
+        ev, now, turn = rec.event, time.monotonic(), self.turn
+        if rec.stale:
+            return
+        if isinstance(ev, ReplyStarted):
+            self.current_reply = ev.reply_id
+        elif isinstance(ev, ReplyAudio):
+            if self.audio is not None:
+                self.audio += ev.data
+            if turn is not None and turn.first_audio_at is None and turn.speech_stopped_at is not None:
+                turn.first_audio_at = now
+                self.conv.output.client_event(
+                    "metrics", turn=turn.index + 1,
+                    speech_stopped_to_first_audio_ms=round((now - turn.speech_stopped_at) * 1000, 1))
+        elif isinstance(ev, InputSpeechStopped) and turn is not None:
+            turn.speech_stopped_at = now
+        elif isinstance(ev, TranscriptUser) and turn is not None:
+            turn.user_text = ev.text
+        elif isinstance(ev, TranscriptAgent) and turn is not None:
+            turn.agent_text.append(ev.text)
+        elif isinstance(ev, ToolCall) and self.current_reply and turn is not None:
+            turn.tool_replies.add(self.current_reply)
+        elif isinstance(ev, ReplyDone):
+            self.replies_seen += 1
+            if not self.greeting_done.done():
+                self.greeting_done.set_result(None)
+            if (turn is not None and not turn.done.done() and ev.status == "completed"
+                    and ev.reply_id not in turn.tool_replies and turn.speech_stopped_at is not None):
+                turn.done.set_result(None)
+        elif isinstance(ev, SessionError) and ev.code in ("invalid_audio", "invalid_format"):
+            self.conv.output.notice(f"the server rejected a message: {ev.code}", "warning")
+
+
+class SilencePump:
+    """Streams silence at real-time pace whenever no file is being streamed (an open mic)."""
+
+    def __init__(self, conv: Conversation, chunk_ms: int) -> None:
+        self.conv = conv
+        self.chunk_ms = chunk_ms
+        self.paused = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        chunk = silence(self.chunk_ms)
+        period = self.chunk_ms / 1000
+        next_at = time.monotonic()
+        while True:
+            if self.paused.is_set():
+                await asyncio.sleep(period / 2)
+                next_at = time.monotonic()
+                continue
+            await self.conv.send_audio(chunk)
+            next_at += period
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def stream_pcm(conv: Conversation, pcm: bytes, chunk_ms: int, realtime: bool) -> None:
+    """Send ``pcm`` as ``input.audio`` chunks; at real-time pace on an absolute schedule (no drift)."""
+    start = time.monotonic()
+    sent_s = 0.0
+    for chunk in chunk_pcm(pcm, chunk_ms):
+        await conv.send_audio(chunk)
+        sent_s += len(chunk) / 48000
+        if realtime:
+            await asyncio.sleep(max(0.0, start + sent_s - time.monotonic()))
+        else:
+            await asyncio.sleep(0)
+
+
+async def _wait(fut: asyncio.Future[None], conv: Conversation, timeout: float, what: str,
+                generation: int | None = None) -> bool:
+    """Wait for ``fut``. Returns False if the connection was re-established meanwhile (the caller
+    then repeats the turn); raises the conversation's failure, or TimeoutExpired."""
+    deadline = time.monotonic() + timeout
+    while not fut.done():
+        conv.raise_if_failed()
+        if conv.finished.is_set():
+            raise ServerError(f"the session ended while waiting for {what}")
+        if generation is not None and conv.generation != generation:
+            return False
+        if time.monotonic() > deadline:
+            raise TimeoutExpired(f"no reply within {timeout:g} s for {what}",
+                                 "did the server hear the end of the turn? try a longer --timeout "
+                                 "or --trailing-silence")
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def run_ask(settings: ConnectionSettings, files: list[DecodedAudio], opts: AskOptions,
+                  output: Output, runner: ToolRunner | None = None) -> None:
+    """Run the scripted turns. Raises a VoicecliError on failure (mapped to an exit code)."""
+    conv = Conversation(settings, output)
+    await conv.open()
+    tracker = TurnTracker(conv, keep_audio=opts.save_reply is not None)
+    tools = ToolDispatcher(conv, runner or ToolRunner())
+    pump = SilencePump(conv, opts.chunk_ms)
+    try:
+        greeting = (conv.session.resolved_config or {}).get("greeting")
+        if greeting and tracker.replies_seen == 0:
+            await _wait(tracker.greeting_done, conv, opts.timeout_s, "the greeting")
+        pump.paused.set()
+        pump.start()
+        for index, audio in enumerate(files):
+            name = Path(audio.path).name
+            while True:
+                turn = tracker.begin(index)
+                generation = await _stream_turn(conv, audio, opts, pump)
+                if opts.barge_in_after_ms is not None and index + 1 < len(files):
+                    await _wait_first_audio(turn, conv, opts, name)
+                    break
+                if await _wait(turn.done, conv, opts.timeout_s, f"turn {index + 1} ({name})", generation):
+                    break
+                output.notice(f"the connection was re-established before the reply to {name}; "
+                              "sending the turn again", "warning")
+        conv.raise_if_failed()
+    finally:
+        await pump.stop()
+        await tools.cancel()
+        await conv.close()
+    if opts.save_reply is not None and tracker.audio is not None:
+        write_wav(opts.save_reply, bytes(tracker.audio))
+        output.notice(f"saved {len(tracker.audio) / 48000:.2f} s of agent audio to {opts.save_reply}")
+
+
+async def _stream_turn(conv: Conversation, audio: DecodedAudio, opts: AskOptions, pump: SilencePump) -> int:
+    """Stream one file and its trailing silence; then let the silence pump keep the mic open.
+    If the connection drops mid-file the turn is streamed again once it is back. Returns the
+    connection generation the turn was streamed on."""
+    while True:
+        await conv.connected.wait()
+        generation = conv.generation
+        pump.paused.set()
+        await stream_pcm(conv, audio.pcm + silence(opts.trailing_silence_ms), opts.chunk_ms,
+                         opts.pace != "fast")
+        pump.paused.clear()
+        if conv.generation == generation and conv.connected.is_set():
+            return generation
+        conv.raise_if_failed()
+        conv.output.notice(f"the connection dropped during {Path(audio.path).name}; sending it again")
+
+
+async def _wait_first_audio(turn: _Turn, conv: Conversation, opts: AskOptions, name: str) -> None:
+    deadline = time.monotonic() + opts.timeout_s
+    while turn.first_audio_at is None:
+        conv.raise_if_failed()
+        if time.monotonic() > deadline:
+            raise TimeoutExpired(f"no reply audio within {opts.timeout_s:g} s for {name}")
+        await asyncio.sleep(0.01)
+    assert opts.barge_in_after_ms is not None
+    await asyncio.sleep(max(0.0, turn.first_audio_at + opts.barge_in_after_ms / 1000 - time.monotonic()))

@@ -1,0 +1,351 @@
+"""One conversation with a Voice Agent server, across reconnects: the I/O shell around
+:class:`voicecli.session.ClientSession`.
+
+It owns the socket, a reader task, the clock and the timers (design.md principle 4). Everything a
+command needs to react to arrives through listeners as :class:`Received` values, in order. The
+rules (what may be sent when) are the session's; this module only moves frames.
+
+Drops (a close without ``session.ended``, protocol.md 4.4) are resumed within the 30 s window with
+``session.resume``; when the server refuses (``session_not_found``, as the live service did in
+Sept 2026) a fresh session with the same config is started and the user is told the context was
+lost (6.7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicecli.app import transport
+from voicecli.errors import AuthError, ConnectError, ServerError, TimeoutExpired, VoicecliError
+from voicecli.protocol.events import (
+    ClientEvent, RemoteProtocolError, SessionEnded, SessionError, SessionReady,
+)
+from voicecli.session.client import AUTH_CODES, RESUME_FAILED_CODES, ClientSession, Received, State
+from voicecli.ui.output import Output
+from voicecli.ui.sanitize import clean
+
+Listener = Callable[[Received], None]
+
+
+@dataclass
+class ConnectionSettings:
+    url: str
+    session: dict[str, Any]
+    api_key: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    open_timeout: float = 10.0
+    ready_timeout: float = 15.0
+    end_timeout: float = 2.0
+    reconnect: bool = True
+    resume_budget_s: float = 25.0   # stay inside the server's 30 s grace window (A2 does the same)
+
+
+class Conversation:
+    """Connect, keep the session, dispatch events. Use as ``async with Conversation(...) as c``."""
+
+    def __init__(self, settings: ConnectionSettings, output: Output,
+                 clock: Callable[[], float] = time.monotonic,
+                 backoff: Callable[[], Iterator[float]] = transport.backoff) -> None:
+        self.settings = settings
+        self.output = output
+        self.clock = clock
+        self.backoff = backoff
+        self.session = ClientSession(settings.session)
+        self.listeners: list[Listener] = []
+        self.connected = asyncio.Event()   # set while a ready connection exists
+        self.generation = 0                # bumped on every (re)connection that became ready
+        self.dropped_audio_ms = 0.0        # audio offered while not connected
+        self.failure: VoicecliError | None = None
+        self.finished = asyncio.Event()    # set when the conversation is over for good
+        self._ws: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._send_lock = asyncio.Lock()
+        self._last_error: SessionError | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Conversation:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect and start a session; returns once ``session.ready`` arrived."""
+        await self._connect(resume=False)
+        self._reader = asyncio.create_task(self._read_loop(), name="voicecli-reader")
+
+    async def close(self) -> None:
+        """End the session politely: ``session.end``, wait briefly for ``session.ended``, close."""
+        if self.session.state in (State.READY, State.AWAITING_READY) and self._ws is not None:
+            self.session.end()
+            try:
+                await self._flush()
+                await asyncio.wait_for(self.finished.wait(), self.settings.end_timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                self.output.notice("the server did not confirm session.ended; closing anyway", "debug")
+            except VoicecliError:
+                pass
+        self.finished.set()
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self._close_ws()
+
+    async def _close_ws(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(), 1.0)
+            except Exception:
+                pass
+
+    def raise_if_failed(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    # ------------------------------------------------------------------ sending
+
+    async def send_audio(self, pcm: bytes) -> bool:
+        """Send one ``input.audio`` chunk if the session is ready; otherwise drop it (counted in
+        ``dropped_audio_ms``) and return False. Never raises for a dropped connection."""
+        if not self.session.ready or self._ws is None:
+            self.dropped_audio_ms += len(pcm) / 48.0
+            return False
+        self.session.send_audio(pcm)
+        try:
+            await self._flush()
+        except ConnectError:
+            return False
+        return True
+
+    async def send(self, event: ClientEvent) -> None:
+        self.session.send(event)
+        await self._flush()
+
+    async def submit_tool_result(self, call_id: str, result: str, is_error: bool = False) -> bool:
+        """Hand a tool result to the session (sent now or after the next reply.done; dropped if its
+        reply was interrupted). Returns False if dropped."""
+        kept = self.session.submit_tool_result(call_id, result, is_error)
+        await self._flush()
+        return kept
+
+    async def _flush(self) -> None:
+        frames = self.session.data_to_send()
+        if not frames:
+            return
+        ws = self._ws
+        if ws is None:
+            return
+        from websockets.exceptions import ConnectionClosed
+        async with self._send_lock:
+            try:
+                for frame in frames:
+                    await ws.send(frame)
+            except ConnectionClosed:
+                raise ConnectError("connection lost while sending") from None
+
+    # ------------------------------------------------------------------ connecting
+
+    def _credentials(self, reconnect: bool) -> tuple[str | None, str | None]:
+        """(api_key, token) for a connection. A temporary token is single-use (protocol.md 1.3):
+        reconnects use the API key if we have one, else the session's resume_token as Bearer."""
+        s = self.settings
+        if not reconnect:
+            return s.api_key, s.token
+        if s.api_key:
+            return s.api_key, None
+        if self.session.resume_token:
+            return self.session.resume_token, None
+        return None, s.token
+
+    async def _connect(self, resume: bool) -> None:
+        api_key, token = self._credentials(reconnect=self.generation > 0)
+        ws = await transport.connect(self.settings.url, api_key, token, self.settings.open_timeout)
+        self._ws = ws
+        if resume:
+            self.session.resume(self.clock())
+        else:
+            self.session.start()
+        await self._flush()
+        await self._await_ready(ws)
+        self.generation += 1
+        self.connected.set()
+
+    async def _await_ready(self, ws: Any) -> None:
+        """Read frames until ``session.ready``; errors before it are fatal for this attempt."""
+        from websockets.exceptions import ConnectionClosed
+        deadline = self.clock() + self.settings.ready_timeout
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                await self._close_ws()
+                raise TimeoutExpired(f"no session.ready within {self.settings.ready_timeout:g} s",
+                                     "the server accepted the connection but never started the session")
+            try:
+                frame = await asyncio.wait_for(ws.recv(), remaining)
+            except (asyncio.TimeoutError, TimeoutError):
+                continue
+            except ConnectionClosed as exc:
+                self._ws = None
+                raise self._closed_before_ready(exc) from None
+            rec = self._decode(frame)
+            if rec is None:
+                continue
+            self._dispatch(rec)
+            ev = rec.event
+            if isinstance(ev, SessionReady):
+                return
+            if isinstance(ev, SessionError):
+                self._last_error = ev
+                if ev.code in AUTH_CODES or ev.code in RESUME_FAILED_CODES or ev.code not in (
+                        "audio_rate_violation",):
+                    await self._close_ws()
+                    raise self._error_for(ev)
+
+    def _closed_before_ready(self, exc: Exception) -> VoicecliError:
+        if self._last_error is not None:
+            return self._error_for(self._last_error)
+        return ConnectError("the server closed the connection before the session was ready"
+                            f" ({_close_desc(exc)})")
+
+    def _error_for(self, ev: SessionError) -> VoicecliError:
+        code, msg = clean(ev.code, 60), clean(ev.message, 300)
+        if ev.code in AUTH_CODES:
+            return AuthError(f"the server refused the credentials ({code}: {msg})",
+                             "check the API key or token; a temporary token works once")
+        where = f" [{clean(ev.param, 100)}]" if ev.param else ""
+        return ServerError(f"the server rejected the session: {code}{where}: {msg}", code=ev.code)
+
+    # ------------------------------------------------------------------ reading
+
+    def _decode(self, frame: str | bytes) -> Received | None:
+        try:
+            return self.session.receive(frame, self.clock())
+        except RemoteProtocolError as exc:
+            self.output.notice(f"ignored a malformed frame from the server ({exc})", "warning")
+            self.output.client_event("protocol_error", message=str(exc))
+            return None
+
+    def _dispatch(self, rec: Received) -> None:
+        self.output.server_event(rec)
+        for listener in list(self.listeners):
+            listener(rec)
+
+    async def _read_loop(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+        try:
+            while True:
+                ws = self._ws
+                if ws is None:
+                    return
+                try:
+                    frame = await ws.recv()
+                except ConnectionClosed as exc:
+                    if not await self._on_closed(exc):
+                        return
+                    continue
+                rec = self._decode(frame)
+                if rec is None:
+                    continue
+                if isinstance(rec.event, SessionError):
+                    self._last_error = rec.event
+                self._dispatch(rec)
+                if isinstance(rec.event, SessionEnded):
+                    self.finished.set()
+                try:
+                    await self._flush()   # tool results released by reply.done
+                except ConnectError:
+                    pass
+        except VoicecliError as exc:
+            self._fail(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: report it, don't hang the command
+            self._fail(ServerError(f"internal error while reading from the server: {exc!r}"))
+
+    def _fail(self, exc: VoicecliError) -> None:
+        if self.failure is None:
+            self.failure = exc
+        self.connected.clear()
+        self.finished.set()
+
+    async def _on_closed(self, exc: Exception) -> bool:
+        """Handle a closed socket. Returns True if a new connection is ready to read from."""
+        self.connected.clear()
+        self._ws = None
+        now = self.clock()
+        self.session.connection_lost(now)
+        if self.session.state is State.ENDED:
+            self.finished.set()
+            return False
+        err = self._last_error
+        if err is not None and (err.code in AUTH_CODES or err.code in ("session_expired", "agent_not_found",
+                                                                     "session_forbidden")):
+            self._fail(self._error_for(err))
+            return False
+        if not self.settings.reconnect:
+            self._fail(ConnectError(f"connection lost ({_close_desc(exc)})"))
+            return False
+        self.output.notice(f"connection lost ({_close_desc(exc)}); reconnecting", "warning")
+        self.output.client_event("reconnect", reason=_close_desc(exc))
+        try:
+            await self._reconnect(now)
+        except VoicecliError as failure:
+            self._fail(failure)
+            return False
+        return True
+
+    async def _reconnect(self, lost_at: float) -> None:
+        deadline = lost_at + self.settings.resume_budget_s
+        delays = self.backoff()
+        attempt = 0
+        last: VoicecliError | None = None
+        while self.clock() < deadline:
+            attempt += 1
+            await asyncio.sleep(min(next(delays), max(0.0, deadline - self.clock())))
+            self._last_error = None
+            try:
+                if self.session.can_resume(self.clock()):
+                    try:
+                        await self._connect(resume=True)
+                        self.output.notice("reconnected; session resumed", "info")
+                        self.output.client_event("resumed", attempt=attempt,
+                                                 session_id=self.session.session_id)
+                        return
+                    except ServerError as exc:
+                        if exc.code not in RESUME_FAILED_CODES:
+                            raise
+                        self.session.state = State.DISCONNECTED
+                        self.session.session_id = None
+                await self._connect(resume=False)
+                self.output.notice("reconnected with a new session: the server could not resume the "
+                                   "old one, so the conversation context was lost", "warning")
+                self.output.client_event("new_session", attempt=attempt,
+                                         session_id=self.session.session_id)
+                return
+            except AuthError:
+                raise
+            except (ConnectError, TimeoutExpired, ServerError) as exc:
+                last = exc
+                self.session.state = State.DISCONNECTED
+                self.output.client_event("reconnect_failed", attempt=attempt, error=exc.message)
+        raise ConnectError(f"connection lost and not recovered within {self.settings.resume_budget_s:g} s"
+                           + (f" (last error: {last.message})" if last else ""),
+                           "check the server and try again")
+
+
+def _close_desc(exc: Exception) -> str:
+    rcvd = getattr(exc, "rcvd", None)
+    if rcvd is None:
+        return "closed without a close frame (1006)"
+    reason = f" {clean(rcvd.reason, 120)}" if rcvd.reason else ""
+    return f"close code {rcvd.code}{reason}"

@@ -1,0 +1,105 @@
+"""WebSocket transport: open a connection (Bearer header or ``?token=``), map failures to the
+exception tree. No protocol rules here (those live in ``voicecli.session``)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import socket
+from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from voicecli import __version__
+from voicecli.errors import AuthError, ConnectError, ServerError, UsageError
+
+DEFAULT_URL = "wss://agents.assemblyai.com/v1/ws"
+MAX_FRAME = 16 * 1024 * 1024
+
+
+def with_token(url: str, token: str | None) -> str:
+    """``url`` with ``?token=`` added (protocol.md 1.2); an existing query string is preserved."""
+    if not token:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
+    query.append(("token", token))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be shown to a user: any ``token`` value replaced (secrets never printed)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [(k, "***" if k.lower() in ("token", "api_key", "key") else v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise UsageError(f"invalid server URL {redact_url(url)!r}",
+                         "use ws://HOST:PORT/PATH or wss://HOST/PATH")
+    return url
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def backoff(base: float = 0.25, cap: float = 4.0) -> Iterator[float]:
+    """Jittered exponential backoff delays (full jitter). Tests pass their own generator."""
+    delay = base
+    while True:
+        yield random.uniform(base / 2, delay)
+        delay = min(cap, delay * 2)
+
+
+async def connect(url: str, api_key: str | None = None, token: str | None = None,
+                  open_timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    """Open the WebSocket. Returns a ``websockets.asyncio.client.ClientConnection``.
+
+    Raises AuthError (HTTP 401/403), ConnectError (refused, DNS, TLS, timeout), ServerError
+    (any other handshake failure), UsageError (bad URL)."""
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+    check_url(url)
+    target = with_token(url, token)
+    headers = {}
+    if api_key and not token:
+        headers["Authorization"] = f"Bearer {api_key}"
+    shown = redact_url(url)
+    try:
+        return await ws_connect(
+            target, additional_headers=headers, compression=None, max_size=MAX_FRAME,
+            open_timeout=open_timeout, user_agent_header=f"voicecli/{__version__}",
+            proxy=None if is_loopback(url) else True,
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if status in (401, 403):
+            raise AuthError(f"the server refused the credentials (HTTP {status})",
+                            "check the API key or token") from None
+        raise ServerError(f"the server answered HTTP {status} instead of a WebSocket at {shown}",
+                          "check the URL path (e.g. /v1/ws)") from None
+    except InvalidURI:
+        raise UsageError(f"invalid server URL {shown!r}") from None
+    except (asyncio.TimeoutError, TimeoutError):
+        raise ConnectError(f"timed out connecting to {shown}", "is the server up?") from None
+    except socket.gaierror:
+        raise ConnectError(f"cannot resolve the host of {shown}", "check the URL and network") from None
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise ConnectError(f"cannot connect to {shown}: {reason}",
+                           "is the server running? (`voicecli serve`, or use --local)") from None
+    except InvalidHandshake as exc:
+        raise ConnectError(f"WebSocket handshake with {shown} failed: {exc}") from None

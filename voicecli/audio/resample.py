@@ -1,0 +1,150 @@
+"""Streaming resampling and fixed-size framing (design.md principle 6: DSP is pure and stateful).
+
+:class:`StreamResampler` keeps soxr filter state across chunks, so feeding a signal in any chunking
+gives the same samples as one-shot ``soxr.resample`` (audio-lab.md section 4). soxr HQ output is
+*bursty*: with 20 ms chunks at 48 kHz it alternates 0 and ~830 output samples. Callers must not assume
+a fixed output size; put a :class:`FrameChunker` behind it to cut exact 20-50 ms ``input.audio`` chunks.
+
+No sounddevice, no asyncio: these objects are called from the capture glue on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import soxr  # type: ignore[import-untyped]
+
+F32 = npt.NDArray[np.float32]
+I16 = npt.NDArray[np.int16]
+
+_EMPTY_F32: F32 = np.zeros(0, dtype=np.float32)
+_EMPTY_F32.flags.writeable = False
+
+
+def to_mono_float(block: npt.NDArray[Any]) -> F32:
+    """int16 or float32 ``(frames,)`` / ``(frames, channels)`` -> float32 mono in [-1, 1].
+
+    int16 is scaled by 1/32768; multichannel input is averaged (downmix happens before resampling).
+    """
+    arr = np.asarray(block)
+    if arr.ndim == 2:
+        if arr.dtype == np.int16:
+            mono = arr.mean(axis=1, dtype=np.float32) / np.float32(32768.0)
+        else:
+            mono = arr.astype(np.float32, copy=False).mean(axis=1, dtype=np.float32)
+        return np.ascontiguousarray(mono, dtype=np.float32)
+    if arr.ndim != 1:
+        raise ValueError(f"expected shape (frames,) or (frames, channels), got {arr.shape}")
+    if arr.dtype == np.int16:
+        return arr.astype(np.float32) / np.float32(32768.0)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def float_to_pcm16(x: npt.NDArray[Any]) -> bytes:
+    """float samples -> PCM16 little-endian bytes: clip to [-1, 1], scale by 32767, round."""
+    scaled = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0) * np.float32(32767.0)
+    out: npt.NDArray[np.int16] = np.rint(scaled).astype("<i2")
+    return out.tobytes()
+
+
+def pcm16_to_float(b: bytes) -> F32:
+    """PCM16 little-endian bytes -> float32 in [-1, 1) (divides by 32768). A trailing odd byte is ignored."""
+    n = len(b) // 2
+    return np.frombuffer(b, dtype="<i2", count=n).astype(np.float32) / np.float32(32768.0)
+
+
+class StreamResampler:
+    """Stateful mono resampler ``in_rate`` -> ``out_rate`` around ``soxr.ResampleStream`` (float32).
+
+    Contract: call :meth:`process` with consecutive blocks of one stream; concatenate the outputs
+    (some may be empty). At end of stream call :meth:`flush` for the tail; the object is then reset and
+    can start a new stream. :meth:`reset` discards state without producing the tail (e.g. on barge-in).
+    ``channels`` is the number of channels the caller will pass in; they are averaged to mono first, so
+    the soxr stream is always mono. With ``in_rate == out_rate`` blocks pass through unchanged (as float32).
+    """
+
+    def __init__(self, in_rate: int, out_rate: int, channels: int = 1, quality: str = "HQ") -> None:
+        if in_rate <= 0 or out_rate <= 0:
+            raise ValueError("sample rates must be positive")
+        if channels < 1:
+            raise ValueError("channels must be >= 1")
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self.channels = channels
+        self.quality = quality
+        self._stream: soxr.ResampleStream | None = None
+        if in_rate != out_rate:
+            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
+
+    @property
+    def passthrough(self) -> bool:
+        """True when no resampling happens (equal rates)."""
+        return self._stream is None
+
+    def process(self, block: npt.NDArray[Any]) -> F32:
+        """Resample one block (int16 or float32, mono or multichannel); returns float32 mono, maybe empty."""
+        mono = to_mono_float(block)
+        if self._stream is None:
+            return mono
+        out: F32 = self._stream.resample_chunk(mono, last=False)
+        return out
+
+    def flush(self) -> F32:
+        """Return the filter tail (``last=True``) and reset for a new stream."""
+        if self._stream is None:
+            return _EMPTY_F32.copy()
+        tail: F32 = self._stream.resample_chunk(_EMPTY_F32, last=True)
+        self._stream.clear()
+        return tail
+
+    def reset(self) -> None:
+        """Discard buffered input and filter state (soxr ``clear()``)."""
+        if self._stream is not None:
+            self._stream.clear()
+
+
+class FrameChunker:
+    """Re-cut variable-size blocks into exact ``chunk_frames``-sized chunks.
+
+    :meth:`push` returns every complete chunk now available (in order); the remainder (< ``chunk_frames``
+    frames) is kept. :meth:`drain` returns and clears the remainder. Memory held is at most one partial
+    chunk between calls. Output dtype is the dtype of the first pushed array (int16 or float32);
+    later arrays are cast to it.
+    """
+
+    def __init__(self, chunk_frames: int) -> None:
+        if chunk_frames <= 0:
+            raise ValueError("chunk_frames must be positive")
+        self.chunk_frames = chunk_frames
+        self._dtype: np.dtype[Any] | None = None
+        self._pending: npt.NDArray[Any] = np.zeros(0, dtype=np.float32)
+
+    @property
+    def pending_frames(self) -> int:
+        """Frames held back waiting for a full chunk."""
+        return int(self._pending.shape[0])
+
+    def push(self, x: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
+        """Add ``x`` (1-D) and return the complete chunks, each a fresh array of ``chunk_frames``."""
+        arr = np.asarray(x)
+        if arr.ndim != 1:
+            raise ValueError("FrameChunker takes mono 1-D arrays")
+        if self._dtype is None:
+            self._dtype = arr.dtype
+            self._pending = self._pending.astype(arr.dtype)
+        if arr.size == 0:
+            return []
+        data = np.concatenate((self._pending, arr.astype(self._dtype, copy=False)))
+        n = data.shape[0] // self.chunk_frames
+        cut = n * self.chunk_frames
+        chunks = [data[i : i + self.chunk_frames].copy() for i in range(0, cut, self.chunk_frames)]
+        self._pending = data[cut:].copy()
+        return chunks
+
+    def drain(self) -> npt.NDArray[Any]:
+        """Return (and forget) the partial remainder; may be empty."""
+        rest = self._pending
+        self._pending = np.zeros(0, dtype=rest.dtype)
+        return rest

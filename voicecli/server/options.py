@@ -1,0 +1,128 @@
+"""Settings of the local server (``voicecli serve``) and its fault switches.
+
+:class:`ServerOptions` is everything :class:`voicecli.server.app.LocalServer` needs; the CLI builds
+one from flags and calls ``LocalServer(options).serve_forever()``. :class:`Faults` are misbehaviours
+a client must survive (network drops, refused resumes, unknown events, slow or garbled starts). They
+are set server-wide (``ServerOptions.faults``, the CLI's ``--fault`` list) or per connection with the
+URL query ``?fault=drop-after-replies=1,refuse-resume`` (merged over the server-wide ones), so one
+server can serve many tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ENGINES = ("default", "scripted")
+TTS_BACKENDS = ("espeak", "tone")
+
+# spec name -> (field name, takes an integer value)
+_FAULT_NAMES: dict[str, tuple[str, bool]] = {
+    "drop-after-replies": ("drop_after_replies", True),
+    "drop-mid-reply": ("drop_mid_reply", False),
+    "refuse-resume": ("refuse_resume", False),
+    "unknown-events": ("unknown_events", False),
+    "ready-delay": ("ready_delay_ms", True),
+    "ready-delay-ms": ("ready_delay_ms", True),
+    "garbage": ("garbage", False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Deliberate misbehaviour, for testing clients.
+
+    - ``drop_after_replies=N``: abort the TCP connection (no close frame; the client sees 1006)
+      right after the Nth ``reply.done{completed}`` of the connection (greeting included).
+    - ``drop_mid_reply``: instead, abort halfway through the audio of the Nth reply
+      (N = ``drop_after_replies`` or 1).
+    - ``refuse_resume``: answer every ``session.resume`` with ``session_not_found`` + 1008, as the
+      live service did in Sept 2026 (protocol.md 6.7).
+    - ``unknown_events``: add unknown fields to every event and unknown event types to the stream
+      (clients must ignore both, protocol.md 2).
+    - ``ready_delay_ms``: extra delay before ``session.ready``.
+    - ``garbage``: one non-JSON text frame right after ``session.ready``.
+    """
+
+    drop_after_replies: int | None = None
+    drop_mid_reply: bool = False
+    refuse_resume: bool = False
+    unknown_events: bool = False
+    ready_delay_ms: int = 0
+    garbage: bool = False
+
+    @classmethod
+    def parse(cls, spec: str, base: Faults | None = None) -> Faults:
+        """Read a comma list such as ``"drop-after-replies=1,refuse-resume,ready-delay=500"``.
+
+        Names take ``-`` or ``_``; flags take no value (or ``=1``/``=0``/``true``/``false``).
+        Values override ``base`` (default: no faults). Raises ValueError naming the bad item."""
+        values: dict[str, Any] = {} if base is None else dataclasses.asdict(base)
+        for item in (part.strip() for part in spec.split(",")):
+            if not item:
+                continue
+            name, sep, raw = item.partition("=")
+            key = name.strip().lower().replace("_", "-")
+            if key not in _FAULT_NAMES:
+                known = ", ".join(sorted(_FAULT_NAMES))
+                raise ValueError(f"unknown fault {name.strip()!r} (known faults: {known})")
+            attr, takes_int = _FAULT_NAMES[key]
+            raw = raw.strip()
+            if takes_int:
+                if not sep or not raw.isdigit():
+                    raise ValueError(f"fault {key!r} needs a whole number, like {key}=1")
+                values[attr] = int(raw)
+            elif not sep or raw.lower() in ("1", "true", "yes", "on"):
+                values[attr] = True
+            elif raw.lower() in ("0", "false", "no", "off"):
+                values[attr] = False
+            else:
+                raise ValueError(f"fault {key!r} is a switch; write {key} or {key}=0")
+        return cls(**values)
+
+    @property
+    def any(self) -> bool:
+        """True when at least one fault is on."""
+        return self != Faults()
+
+
+@dataclass(slots=True)
+class ServerOptions:
+    """How a :class:`~voicecli.server.app.LocalServer` behaves.
+
+    ``api_key=None`` accepts any Bearer key (the server logs that it does), but a connection with
+    no credential at all is still refused. ``port=0`` picks a free port (read it back from
+    ``LocalServer.url``). ``engine="scripted"`` uses ``scenario`` (a shipped scenario name or a
+    TOML/JSON path); a connection may pick another one with ``?scenario=NAME_OR_PATH``.
+    ``agents`` maps stored ``agent_id`` values to the session config they stand for (protocol.md
+    5.1); any other ``agent_id`` gets ``agent_not_found``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    api_key: str | None = None
+    engine: Literal["default", "scripted"] = "default"
+    scenario: str | None = None
+    tts: Literal["espeak", "tone"] = "espeak"
+    resume_window_s: float = 30.0
+    reply_lead_ms: int = 200
+    reply_chunk_ms: int = 40
+    enforce_realtime: bool = True
+    burst_allowance_ms: int = 1000
+    greeting_delay_ms: int = 0
+    session_lifetime_s: int = 3600
+    faults: Faults = field(default_factory=Faults)
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.tts not in TTS_BACKENDS:
+            raise ValueError(f"tts must be one of {', '.join(TTS_BACKENDS)}, not {self.tts!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0-65535, not {self.port}")
+        if self.reply_chunk_ms <= 0:
+            raise ValueError("reply_chunk_ms must be positive")
+        if self.reply_lead_ms < 0 or self.greeting_delay_ms < 0 or self.resume_window_s < 0:
+            raise ValueError("reply_lead_ms, greeting_delay_ms and resume_window_s must not be negative")

@@ -1,0 +1,1 @@
+"""Rendering: plain lines, NDJSON and the rich live view."""

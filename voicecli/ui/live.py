@@ -1,0 +1,159 @@
+"""The TTY view: a rich live display of the conversation on stderr (design.md principles 8–10).
+
+:class:`ConversationView` is plain state updated from events; :func:`render` is a pure function
+of it (tested as golden strings); :class:`LiveOutput` glues them to ``rich.live.Live``.
+Server text only ever enters rich as ``Text`` objects (no markup interpretation), cleaned first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from voicecli.protocol.events import (
+    InputSpeechStarted, InputSpeechStopped, ReplyStarted, SessionError, SessionReady, ToolCall,
+    TranscriptAgent, TranscriptAgentDelta, TranscriptUser, TranscriptUserDelta,
+)
+from voicecli.session.client import Received
+from voicecli.ui.sanitize import clean
+
+MAX_LINES = 200
+
+
+@dataclass
+class Line:
+    role: str                 # user | agent | tool | notice
+    text: str
+    final: bool = False
+    interrupted: bool = False
+    key: str = ""             # item_id / reply_id / call_id
+
+
+@dataclass
+class ConversationView:
+    lines: list[Line] = field(default_factory=list)
+    status: str = "connecting"
+    listening: bool = False
+    dropped: int = 0          # lines trimmed from the front (absolute index = dropped + position)
+
+    def _find(self, role: str, key: str) -> Line | None:
+        for line in reversed(self.lines[-20:]):
+            if line.role == role and line.key == key:
+                return line
+        return None
+
+    def _add(self, line: Line) -> Line:
+        self.lines.append(line)
+        excess = len(self.lines) - MAX_LINES
+        if excess > 0:
+            del self.lines[:excess]
+            self.dropped += excess
+        return line
+
+    def apply(self, rec: Received) -> None:
+        ev = rec.event
+        if rec.stale:
+            return
+        if isinstance(ev, SessionReady):
+            self.status = "connected"
+        elif isinstance(ev, InputSpeechStarted):
+            self.listening = True
+        elif isinstance(ev, InputSpeechStopped):
+            self.listening = False
+        elif isinstance(ev, (TranscriptUserDelta, TranscriptUser)):
+            line = self._find("user", ev.item_id) or self._add(Line("user", "", key=ev.item_id))
+            line.text = clean(ev.text)          # cumulative: replace, never concatenate
+            line.final = isinstance(ev, TranscriptUser)
+        elif isinstance(ev, ReplyStarted):
+            self._find("agent", ev.reply_id) or self._add(Line("agent", "", key=ev.reply_id))
+        elif isinstance(ev, TranscriptAgentDelta):
+            line = self._find("agent", ev.reply_id) or self._add(Line("agent", "", key=ev.reply_id))
+            if not line.final:
+                line.text += clean(ev.delta)
+        elif isinstance(ev, TranscriptAgent):
+            line = self._find("agent", ev.reply_id) or self._add(Line("agent", "", key=ev.reply_id))
+            line.text, line.final, line.interrupted = clean(ev.text), True, ev.interrupted
+        elif isinstance(ev, ToolCall):
+            args = json.dumps(ev.arguments, ensure_ascii=False)
+            self._add(Line("tool", f"{clean(ev.name, 80)}({clean(args, 300)})", key=ev.call_id))
+        elif isinstance(ev, SessionError):
+            self._add(Line("notice", f"server error {clean(ev.code, 60)}: {clean(ev.message, 300)}", True))
+
+    def tool_result(self, call_id: str, result: str, is_error: bool) -> None:
+        line = self._find("tool", call_id)
+        if line is not None:
+            line.text += (" -> error: " if is_error else " -> ") + clean(result, 300)
+            line.final = True
+
+
+_STYLE = {"user": "bold cyan", "agent": "bold green", "tool": "bold magenta", "notice": "yellow"}
+
+
+def render_line(line: Line) -> Text:
+    label = "agent (interrupted)" if line.interrupted else line.role
+    text = Text()
+    text.append(f"{label}: ", style=_STYLE.get(line.role, ""))
+    text.append(line.text, style="" if line.final else "dim")
+    return text
+
+
+def render(view: ConversationView, height: int = 12) -> RenderableType:
+    """The live region: the last ``height`` lines of the conversation and a status line."""
+    rows: list[RenderableType] = [render_line(line) for line in view.lines[-height:]]
+    status = Text(f"[{view.status}]" + (" listening…" if view.listening else ""), style="dim")
+    rows.append(status)
+    return Group(*rows)
+
+
+class LiveOutput:
+    """Rich live view on stderr. Finished lines scroll above the live region."""
+
+    def __init__(self, verbose: bool = False, console: Console | None = None,
+                 stream: IO[str] | None = None) -> None:
+        self.console = console or Console(file=stream or sys.stderr, highlight=False, markup=False)
+        self.view = ConversationView()
+        self.verbose = verbose
+        self._printed = 0
+        self.live = Live(render(self.view), console=self.console, refresh_per_second=12,
+                         transient=True, auto_refresh=True)
+        self.live.start()
+
+    def _scroll_finished(self) -> None:
+        # Lines are printed above the live region once final, in order.
+        lines = self.view.lines
+        self._printed = max(self._printed, self.view.dropped)
+        while self._printed - self.view.dropped < len(lines) and lines[self._printed - self.view.dropped].final:
+            self.live.console.print(render_line(lines[self._printed - self.view.dropped]))
+            self._printed += 1
+
+    def _refresh(self) -> None:
+        self._scroll_finished()
+        pending = ConversationView(self.view.lines[self._printed - self.view.dropped:], self.view.status,
+                                   self.view.listening)
+        self.live.update(render(pending))
+
+    def server_event(self, rec: Received) -> None:
+        self.view.apply(rec)
+        self._refresh()
+
+    def client_event(self, kind: str, **fields: Any) -> None:
+        if kind == "tool.result":
+            self.view.tool_result(str(fields.get("call_id", "")), str(fields.get("result", "")),
+                                  bool(fields.get("is_error")))
+            self._refresh()
+
+    def notice(self, message: str, level: str = "info") -> None:
+        if level == "debug" and not self.verbose:
+            return
+        style = {"error": "bold red", "warning": "yellow"}.get(level, "dim")
+        self.live.console.print(Text(clean(message), style=style))
+
+    def close(self) -> None:
+        self._scroll_finished()
+        self.live.stop()
