@@ -7,6 +7,7 @@ value the server would reject fails fast (issue: config).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,8 +123,8 @@ def _as_wire(value: Any) -> Any:
         if value.response_instructions:
             out["response_instructions"] = value.response_instructions
         return out
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _as_wire(getattr(value, name)) for name in value.__dataclass_fields__}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _as_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
         return [_as_wire(v) for v in value]
     return value

@@ -1,0 +1,33 @@
+"""The sans-I/O core imports no I/O library (design.md principle 1), checked in a clean
+interpreter so other tests' imports cannot hide a violation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+FORBIDDEN = ("asyncio", "websockets", "sounddevice", "rich", "numpy", "typer")
+
+
+def test_protocol_and_session_import_no_io_libraries() -> None:
+    code = (
+        "import sys\n"
+        "import voicecli.protocol, voicecli.protocol.config, voicecli.session\n"
+        f"bad = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"sans-I/O core imported: {out.stdout.strip()}"
+
+
+def test_cli_help_does_not_import_sounddevice() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from voicecli.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print('sounddevice' in sys.modules, 'numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
