@@ -30,16 +30,18 @@ def as_int16(pcm: bytes) -> np.ndarray:
 
 
 def test_wav_pcm16_24k_mono_is_sample_exact(tmp_path: Path) -> None:
-    samples = (np.arange(2400) % 2000 - 1000).astype(np.int16)
+    samples = np.concatenate([[-32768, 32767, -1, 1, 0], np.arange(2400) * 29 % 65536 - 32768]).astype(
+        np.int16
+    )
     path = tmp_path / "a.wav"
     sf.write(path, samples, PROTOCOL_RATE, subtype="PCM_16")
     audio = load_audio_file(path)
     assert isinstance(audio, DecodedAudio)
     assert audio.path == str(path)
     assert (audio.source_rate, audio.source_channels, audio.source_format) == (24000, 1, "WAV/PCM_16")
-    assert audio.duration_s == pytest.approx(0.1)
-    # float32 round trip: x/32768*32767 rounds back to x except at the extremes
-    np.testing.assert_allclose(as_int16(audio.pcm), samples, atol=1)
+    assert audio.duration_s == pytest.approx(2405 / 24000)
+    # int16 -> float32 (/32768) -> int16 (*32768) is lossless, extremes included
+    assert audio.pcm == samples.astype("<i2").tobytes()
 
 
 @pytest.mark.parametrize(
@@ -63,7 +65,7 @@ def test_formats_and_rates_decode_to_24k(
     assert audio.source_format == expected_format
     n = len(audio.pcm) // 2
     assert abs(n - PROTOCOL_RATE) <= PROTOCOL_RATE * 0.1  # MP3 may pad a frame or so
-    y = as_int16(audio.pcm).astype(np.float64) / 32767
+    y = as_int16(audio.pcm).astype(np.float64) / 32768
     # a 440 Hz tone at amplitude 0.5 survives: RMS ~ 0.5/sqrt(2)
     assert np.sqrt(np.mean(y[2400:-2400] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
 
@@ -71,7 +73,7 @@ def test_formats_and_rates_decode_to_24k(
 def test_resampled_tone_matches_ideal(tmp_path: Path) -> None:
     path = tmp_path / "t.wav"
     sf.write(path, sine(48000, 0.5, freq=1000), 48000, subtype="FLOAT")
-    y = as_int16(load_audio_file(path).pcm).astype(np.float64) / 32767
+    y = as_int16(load_audio_file(path).pcm).astype(np.float64) / 32768
     ideal = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(len(y)) / PROTOCOL_RATE)
     err = y[1200:-1200] - ideal[1200:-1200]
     snr = 10 * np.log10(np.sum(ideal[1200:-1200] ** 2) / np.sum(err**2))
@@ -90,14 +92,14 @@ def test_stereo_and_multichannel_are_averaged(tmp_path: Path) -> None:
     sf.write(half, np.stack([x, np.zeros_like(x), np.zeros_like(x)], axis=1), PROTOCOL_RATE, subtype="FLOAT")
     audio = load_audio_file(half)
     assert audio.source_channels == 3
-    np.testing.assert_allclose(as_int16(audio.pcm), np.rint(x / 3 * 32767), atol=1)
+    np.testing.assert_allclose(as_int16(audio.pcm), np.rint(x / 3 * 32768), atol=1)
 
 
 def test_clipping_instead_of_wrapping(tmp_path: Path) -> None:
     path = tmp_path / "loud.wav"
     sf.write(path, np.array([2.0, -2.0, 0.5] * 100, dtype=np.float32), PROTOCOL_RATE, subtype="FLOAT")
     y = as_int16(load_audio_file(path).pcm)
-    assert y.max() == 32767 and y.min() == -32767
+    assert y.max() == 32767 and y.min() == -32768
 
 
 def test_silent_file_is_valid(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ RATE = 24000  # 1 ms = 24 frames
 
 def ramp(start: int, n: int) -> np.ndarray:
     """Distinct non-zero samples 1..30000 cycling, so zero-fill is recognisable."""
-    return (((np.arange(start, start + n) % 30000) + 1)).astype(np.int16)
+    return ((np.arange(start, start + n) % 30000) + 1).astype(np.int16)
 
 
 class FakeClock:

@@ -123,13 +123,15 @@ def test_flush_resets_for_a_new_stream_and_reset_discards() -> None:
 
 
 def test_pcm16_conversions() -> None:
-    b = float_to_pcm16(np.array([0.0, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0], dtype=np.float32))
-    assert np.frombuffer(b, "<i2").tolist() == [0, 16384, -16384, 32767, -32767, 32767, -32767]
+    b = float_to_pcm16(np.array([0.0, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, np.nextafter(1, 0)], dtype=np.float32))
+    assert np.frombuffer(b, "<i2").tolist() == [0, 16384, -16384, 32767, -32768, 32767, -32768, 32767]
     assert b[2:4] == (16384).to_bytes(2, "little", signed=True)
     f = pcm16_to_float(np.array([0, 16384, -32768], dtype="<i2").tobytes() + b"\x07")
     assert f.dtype == np.float32 and f.tolist() == [0.0, 0.5, -1.0]
     x = tone(OUT, 0.01)
-    np.testing.assert_allclose(pcm16_to_float(float_to_pcm16(x)), x, atol=1 / 16000)
+    np.testing.assert_allclose(pcm16_to_float(float_to_pcm16(x)), x, atol=1 / 65536)
+    every = np.arange(-32768, 32768, dtype="<i2").tobytes()
+    assert float_to_pcm16(pcm16_to_float(every)) == every  # lossless for all int16 values
 
 
 def test_to_mono_float_rejects_bad_shapes() -> None:

@@ -30,7 +30,12 @@ def test_write_wav_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "out.wav"
     write_wav(path, samples.tobytes() + b"\x01")  # trailing partial frame dropped
     with wave.open(str(path), "rb") as wf:
-        assert (wf.getnchannels(), wf.getsampwidth(), wf.getframerate(), wf.getnframes()) == (1, 2, 24000, 4800)
+        assert (wf.getnchannels(), wf.getsampwidth(), wf.getframerate(), wf.getnframes()) == (
+            1,
+            2,
+            24000,
+            4800,
+        )
     data, rate = read(path)
     assert rate == 24000
     np.testing.assert_array_equal(data[:, 0], samples)

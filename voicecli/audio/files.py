@@ -92,7 +92,7 @@ def _decode(path: str) -> tuple[npt.NDArray[np.float32], int, int, str]:
 def to_protocol_pcm(data: npt.NDArray[Any], rate: int) -> bytes:
     """Downmix float32 ``(frames, channels)`` or ``(frames,)`` to mono, resample to 24 kHz, PCM16 LE.
 
-    Channels are averaged; values are clipped to [-1, 1] and scaled by 32767 (:func:`float_to_pcm16`).
+    Channels are averaged; [-1, 1) maps onto the int16 range, beyond it clips (:func:`float_to_pcm16`).
     """
     mono = to_mono_float(data)
     if rate != PROTOCOL_RATE and mono.size:

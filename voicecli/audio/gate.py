@@ -36,7 +36,7 @@ class HalfDuplexGate:
 
     def mic_open(self, now: float) -> bool:
         """True if mic audio may be sent at ``now``."""
-        return not self._audible and now - self._quiet_since >= self.hangover_s
+        return not self._audible and now - self._quiet_since >= self.hangover_s - 1e-9  # float slack
 
 
 @dataclass

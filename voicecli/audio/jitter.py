@@ -47,7 +47,7 @@ class JitterStats:
 class _Segment:
     """Queued audio of one reply (``data`` not None) or an end-of-reply marker (``data`` is None)."""
 
-    __slots__ = ("reply_id", "data", "off")
+    __slots__ = ("data", "off", "reply_id")
 
     def __init__(self, reply_id: str | None, data: I16 | None) -> None:
         self.reply_id = reply_id
@@ -59,7 +59,7 @@ class _Segment:
 
 
 class _ReplyTrack:
-    __slots__ = ("played", "first_at")
+    __slots__ = ("first_at", "played")
 
     def __init__(self) -> None:
         self.played = 0

@@ -43,9 +43,14 @@ def to_mono_float(block: npt.NDArray[Any]) -> F32:
 
 
 def float_to_pcm16(x: npt.NDArray[Any]) -> bytes:
-    """float samples -> PCM16 little-endian bytes: clip to [-1, 1], scale by 32767, round."""
-    scaled = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0) * np.float32(32767.0)
-    out: npt.NDArray[np.int16] = np.rint(scaled).astype("<i2")
+    """float samples -> PCM16 little-endian bytes: scale by 32768, round, clip to [-32768, 32767].
+
+    That is, the float range [-1, 1) maps onto the full int16 range. Using the same 32768 as
+    :func:`pcm16_to_float` (and libsndfile) makes int16 -> float -> int16 lossless, which a
+    32767 scale would not be (it shrinks every sample by 1/32768 and rounds some by one step).
+    """
+    scaled = np.rint(np.asarray(x, dtype=np.float32) * np.float32(32768.0))
+    out: npt.NDArray[np.int16] = np.clip(scaled, -32768, 32767).astype("<i2")
     return out.tobytes()
 
 

@@ -55,7 +55,7 @@ def write_wav(path: str | os.PathLike[str], pcm: bytes, rate: int = 24000, chann
 class _Track:
     """One channel: non-overlapping ``(offset_frames, pcm)`` segments in increasing offset order."""
 
-    __slots__ = ("segments", "end")
+    __slots__ = ("end", "segments")
 
     def __init__(self) -> None:
         self.segments: list[tuple[int, bytes]] = []
