@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 T = TypeVar("T")
-DEFAULT_URL = "wss://agents.assemblyai.com/v1/ws"
+from voicecli.settings import DEFAULT_URL
 
 
 class Pace(str, Enum):
@@ -88,31 +88,10 @@ PromptOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="Inlin
 GreetingOpt = Annotated[Optional[str], typer.Option("--greeting", help="Greeting spoken first, verbatim.")]
 VoiceOpt = Annotated[Optional[str], typer.Option("--voice", help="Agent voice (e.g. alba, anna, george).")]
 AgentOpt = Annotated[Optional[str], typer.Option("--agent-id", help="Use a stored agent (no inline fields).")]
-
-
-def session_config(system_prompt: str | None, greeting: str | None, voice: str | None,
-                   agent_id: str | None) -> dict[str, Any]:
-    """The ``session`` object of the first ``session.update``, validated before connecting."""
-    from voicecli.protocol.config import validate_session
-
-    if agent_id:
-        if system_prompt or greeting or voice:
-            raise UsageError("--agent-id cannot be combined with --system-prompt, --greeting or --voice",
-                             "a stored agent brings its own prompt, greeting and voice")
-        session: dict[str, Any] = {"agent_id": agent_id}
-    else:
-        session = {}
-        if system_prompt is not None:
-            session["system_prompt"] = system_prompt
-        if greeting:
-            session["greeting"] = greeting
-        if voice:
-            session["output"] = {"voice": voice}
-    problems = validate_session(session)
-    if problems:
-        p = problems[0]
-        raise UsageError(f"invalid session setting {p.param}: {p.message}")
-    return session
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", envvar="VOICECLI_PROFILE",
+                                                   help="Named profile from the config file.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", envvar="VOICECLI_CONFIG",
+                                                   help="Config file (default: the user config dir).")]
 
 
 def make_output(json_mode: bool, labels: bool, debug: bool) -> Any:
@@ -123,35 +102,6 @@ def make_output(json_mode: bool, labels: bool, debug: bool) -> Any:
         return PlainOutput(labels=labels, verbose=debug)
     from voicecli.ui.live import LiveOutput
     return LiveOutput(verbose=debug)
-
-
-class _Endpoint:
-    """The server to talk to: the given URL, or the embedded local server (``--local``)."""
-
-    def __init__(self, url: str | None, local: bool, api_key: str | None, token: str | None) -> None:
-        if local and url:
-            raise UsageError("--local and --url are exclusive", "drop one of them")
-        self.local = local
-        self.url = url or DEFAULT_URL
-        self.api_key = api_key
-        self.token = token
-        self._thread: Any = None
-        if not local and not api_key and not token:
-            raise UsageError("no API key: set ASSEMBLYAI_API_KEY, or pass --api-key or --token",
-                             "or add --local to use the embedded local server")
-
-    def __enter__(self) -> _Endpoint:
-        if self.local:
-            from voicecli.server.app import ServerThread
-            from voicecli.server.options import ServerOptions
-            self._thread = ServerThread(ServerOptions(port=0))
-            self.url = self._thread.start()
-            self.api_key = self.api_key or "local"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._thread.stop()
 
 
 # ------------------------------------------------------------------------------------------
@@ -182,6 +132,8 @@ def ask(
                                                   help="Silence (ms) sent after each file.")] = 1000,
     chunk_ms: Annotated[int, typer.Option("--chunk-ms", min=20, max=100,
                                           help="input.audio chunk length (ms).")] = 50,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
     barge_in_after: Annotated[Optional[int], typer.Option(
         "--barge-in-after", min=0, help="Start the next file this many ms into the agent's reply "
                                         "(tests the agent's interruption handling).")] = None,
@@ -190,19 +142,27 @@ def ask(
     """One-shot or scripted prompts: each FILE is a user turn; prints the agent's replies."""
     from voicecli.app.ask import AskOptions, run_ask
     from voicecli.app.conversation import ConnectionSettings
+    from voicecli.app.endpoint import Endpoint
     from voicecli.audio.files import load_audio_files
+    from voicecli.settings import CommonFlags, resolve
+    from voicecli.tools import ToolRunner
+
+    flags = CommonFlags(url=url, local=local, api_key=api_key, token=token, system_prompt=system_prompt,
+                        greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
+                        config_path=str(config) if config else None)
 
     async def body() -> None:
         audio = load_audio_files(files)            # bad files fail before connecting (exit 6)
-        session = session_config(system_prompt, greeting, voice, agent_id)
+        resolved = resolve(flags)                  # bad settings fail before connecting (exit 2)
         output = make_output(json_mode, transcript, debug)
         try:
-            with _Endpoint(url, local, api_key, token) as endpoint:
-                settings = ConnectionSettings(url=endpoint.url, session=session,
+            with Endpoint(resolved) as endpoint:
+                settings = ConnectionSettings(url=endpoint.url, session=resolved.session,
                                               api_key=endpoint.api_key, token=endpoint.token)
                 await run_ask(settings, audio, AskOptions(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
-                    timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after), output)
+                    timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after), output,
+                    ToolRunner(resolved.tools))
         finally:
             output.close()
 
@@ -266,6 +226,20 @@ def serve(
             await server.stop()
 
     run_command(body, debug)
+
+
+def _register_command_modules() -> None:
+    """Commands that live in their own modules register themselves on ``app`` when imported."""
+    import importlib
+    for name in ("voicecli.cli_audio", "voicecli.cli_config"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+_register_command_modules()
 
 
 def main() -> None:

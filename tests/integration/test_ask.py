@@ -1,0 +1,180 @@
+"""`voicecli ask` (the real entry point, as a subprocess) against `voicecli serve` over loopback."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from tests.conftest import EXAMPLES, Served, run_cli
+
+HELLO = str(EXAMPLES / "hello.wav")
+WEATHER = str(EXAMPLES / "weather.wav")
+THANKS = str(EXAMPLES / "thanks.wav")
+KEY = ("--api-key", "test-key")
+FAST = ("--pace", "fast", "--trailing-silence", "800")
+
+
+def ndjson(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_plain_turn_prints_only_the_reply(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, "--url", scripted_server.at(scenario="echo"), *KEY, *FAST)
+    assert r.code == 0, r.stderr
+    assert r.stdout == "Hello! This is the scripted agent.\n"
+
+
+def test_real_time_pace_two_turns_with_transcript(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, THANKS, "--url", scripted_server.at(scenario="echo"), *KEY, "--transcript")
+    assert r.code == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "user: hello there",
+        "agent: Hello! This is the scripted agent.",
+        "user: how are you",
+        "agent: I am fine, thank you for asking.",
+    ]
+
+
+def test_greeting_is_spoken_before_the_first_turn(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, "--url", scripted_server.at(scenario="greeting"), *KEY, *FAST,
+                "--greeting", "Welcome to the test.", "--transcript")
+    assert r.code == 0, r.stderr
+    assert r.stdout.splitlines() == ["agent: Welcome to the test.", "user: hi", "agent: Nice to meet you."]
+
+
+def test_tool_round_trip_with_no_tool_configured_gets_an_error_result(scripted_server: Served) -> None:
+    r = run_cli("ask", WEATHER, "--url", scripted_server.at(scenario="tools"), *KEY, *FAST, "--json")
+    assert r.code == 0, r.stderr
+    events = ndjson(r.stdout)
+    types = [e["type"] for e in events]
+    results = [e for e in events if e["type"] == "voicecli.tool.result"]
+    assert len(results) == 1 and results[0]["is_error"] is True and results[0]["name"] == "get_weather"
+    assert "no tool named 'get_weather'" in str(results[0]["result"])
+    # the reply that made the call completed before the follow-up reply started
+    call_at = types.index("tool.call")
+    assert "reply.done" in types[call_at:]
+    agent = [e["text"] for e in events if e["type"] == "transcript.agent"]
+    assert agent[0] == "Let me check." and "no tool named" in str(agent[1])
+
+
+def test_duplicate_tool_call_runs_once(scripted_server: Served) -> None:
+    r = run_cli("ask", WEATHER, "--url", scripted_server.at(scenario="duplicate_tool"), *KEY, *FAST, "--json")
+    assert r.code == 0, r.stderr
+    events = ndjson(r.stdout)
+    assert sum(e["type"] == "tool.call" for e in events) == 2
+    assert sum(e["type"] == "voicecli.tool.result" for e in events) == 1
+
+
+def test_json_mode_is_ndjson_with_audio_replaced_by_byte_counts(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, "--url", scripted_server.at(scenario="echo"), *KEY, *FAST, "--json")
+    assert r.code == 0, r.stderr
+    events = ndjson(r.stdout)
+    types = [e["type"] for e in events]
+    assert types[0] == "session.updated" and "session.ready" in types
+    audio = [e for e in events if e["type"] == "reply.audio"]
+    assert audio and all("data" not in e and isinstance(e["bytes"], int) and e["bytes"] > 0 for e in audio)
+    order = [t for t in types if t in ("input.speech.started", "input.speech.stopped", "transcript.user",
+                                       "reply.started", "transcript.agent", "reply.done")]
+    assert order[:6] == ["input.speech.started", "input.speech.stopped", "transcript.user", "reply.started",
+                         "transcript.agent", "reply.done"]
+    metrics = [e for e in events if e["type"] == "voicecli.metrics"]
+    assert metrics and metrics[0]["speech_stopped_to_first_audio_ms"] >= 0
+    assert types[-1] == "session.ended"
+
+
+def test_save_reply_writes_the_agent_audio(scripted_server: Served, tmp_path: Path) -> None:
+    out = tmp_path / "reply.wav"
+    r = run_cli("ask", HELLO, "--url", scripted_server.at(scenario="echo"), *KEY, *FAST, "--save-reply", str(out),
+                "--json")
+    assert r.code == 0, r.stderr
+    received = sum(e["bytes"] for e in ndjson(r.stdout) if e["type"] == "reply.audio")
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
+        assert w.getnframes() * 2 == received > 0
+
+
+def test_barge_in_on_the_server_side(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, THANKS, "--url", scripted_server.at(scenario="long"), *KEY, "--transcript",
+                "--barge-in-after", "1500", "--trailing-silence", "800")
+    assert r.code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    interrupted = [line for line in lines if line.startswith("agent (interrupted): ")]
+    assert len(interrupted) == 1
+    spoken = interrupted[0].removeprefix("agent (interrupted): ")
+    assert spoken and "Once upon a time".startswith(spoken[:16]) and not spoken.endswith("morning.")
+    assert lines[-1] == "agent: Okay, I stopped."
+
+
+def test_unknown_events_and_fields_are_ignored(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, "--url", scripted_server.at(scenario="echo", fault="unknown-events"), *KEY, *FAST)
+    assert r.code == 0, r.stderr
+    assert r.stdout == "Hello! This is the scripted agent.\n"
+
+
+def test_garbage_frame_is_reported_and_survived(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, "--url", scripted_server.at(scenario="echo", fault="garbage"), *KEY, *FAST)
+    assert r.code == 0, r.stderr
+    assert r.stdout == "Hello! This is the scripted agent.\n"
+    assert "malformed frame" in r.stderr
+
+
+def test_refused_key_exits_3_without_printing_the_key(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, "--url", scripted_server.url, "--api-key", "wrong-secret-123", *FAST)
+    assert r.code == 3
+    assert r.stdout == ""
+    assert "refused" in r.stderr and "wrong-secret-123" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_url_exits_4() -> None:
+    r = run_cli("ask", HELLO, "--url", "ws://127.0.0.1:9/v1/ws", *KEY)
+    assert r.code == 4
+    assert "cannot connect" in r.stderr and r.stdout == ""
+
+
+def test_timeout_exits_7_when_no_turn_is_heard(scripted_server: Served, tmp_path: Path) -> None:
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, np.zeros(24000, dtype=np.int16), 24000, subtype="PCM_16")
+    r = run_cli("ask", str(quiet), "--url", scripted_server.at(scenario="echo"), *KEY, *FAST, "--timeout", "2")
+    assert r.code == 7
+    assert "no reply within 2 s" in r.stderr
+
+
+def test_dropped_connection_is_resumed_and_the_script_completes(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, THANKS, "--url", scripted_server.at(scenario="echo", fault="drop-after-replies=1"),
+                *KEY, *FAST, "--json")
+    assert r.code == 0, r.stderr
+    events = ndjson(r.stdout)
+    types = [e["type"] for e in events]
+    assert "voicecli.reconnect" in types and "voicecli.resumed" in types
+    ready_ids = {e["session_id"] for e in events if e["type"] == "session.ready"}
+    assert len(ready_ids) == 1                              # the same session, resumed
+    agent = [e["text"] for e in events if e["type"] == "transcript.agent"]
+    assert agent[-1] == "I am fine, thank you for asking."
+
+
+def test_refused_resume_starts_a_fresh_session(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, THANKS, "--url",
+                scripted_server.at(scenario="echo", fault="drop-after-replies=1,refuse-resume"),
+                *KEY, *FAST, "--json")
+    assert r.code == 0, r.stderr
+    events = ndjson(r.stdout)
+    assert "voicecli.new_session" in [e["type"] for e in events]
+    assert len({e["session_id"] for e in events if e["type"] == "session.ready"}) == 2
+    assert "context was lost" in r.stderr
+
+
+def test_default_engine_is_honest_about_what_it_heard(default_server: Served) -> None:
+    r = run_cli("ask", WEATHER, "--url", default_server.url, "--api-key", "anything", "--trailing-silence", "800")
+    assert r.code == 0, r.stderr
+    assert "seconds of speech" in r.stdout
+
+
+def test_local_mode_needs_no_server_or_key() -> None:
+    r = run_cli("ask", "--local", HELLO, "--trailing-silence", "800")
+    assert r.code == 0, r.stderr
+    assert "seconds of speech" in r.stdout

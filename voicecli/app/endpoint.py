@@ -1,0 +1,34 @@
+"""The server a command talks to: the given URL, or the embedded local server (``--local``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voicecli.settings import Resolved
+
+
+class Endpoint:
+    """Context manager. With ``local`` it starts a :class:`ServerThread` on a free port and points
+    ``url`` at it (any key is accepted there, so a placeholder key is used when none is set)."""
+
+    def __init__(self, resolved: Resolved) -> None:
+        self.local = resolved.local
+        self.url = resolved.url
+        self.api_key = resolved.api_key
+        self.token = resolved.token
+        self._thread: Any = None
+
+    def __enter__(self) -> Endpoint:
+        if self.local:
+            from voicecli.server.app import ServerThread
+            from voicecli.server.options import ServerOptions
+            self._thread = ServerThread(ServerOptions(port=0))
+            self.url = self._thread.start()
+            if not self.api_key and not self.token:
+                self.api_key = "local"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
