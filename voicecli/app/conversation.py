@@ -24,7 +24,7 @@ from voicecli.errors import AuthError, ConnectError, ServerError, TimeoutExpired
 from voicecli.protocol.events import (
     ClientEvent, RemoteProtocolError, SessionEnded, SessionError, SessionReady,
 )
-from voicecli.session.client import AUTH_CODES, RESUME_FAILED_CODES, ClientSession, Received, State
+from voicecli.session.client import AUTH_CODES, FATAL_CODES, RESUME_FAILED_CODES, ClientSession, Received, State
 from voicecli.ui.output import Output
 from voicecli.ui.sanitize import clean
 
@@ -206,8 +206,7 @@ class Conversation:
                 return
             if isinstance(ev, SessionError):
                 self._last_error = ev
-                if ev.code in AUTH_CODES or ev.code in RESUME_FAILED_CODES or ev.code not in (
-                        "audio_rate_violation",):
+                if ev.code != "audio_rate_violation":   # any other error before ready is fatal
                     await self._close_ws()
                     raise self._error_for(ev)
 
@@ -258,6 +257,9 @@ class Conversation:
                     continue
                 if isinstance(rec.event, SessionError):
                     self._last_error = rec.event
+                    if rec.event.code not in FATAL_CODES:   # fatal ones end in one error line
+                        self.output.notice(f"server error {clean(rec.event.code, 60)}: "
+                                           f"{clean(rec.event.message, 300)}", "warning")
                 self._dispatch(rec)
                 if isinstance(rec.event, SessionEnded):
                     self.finished.set()

@@ -17,7 +17,7 @@ import time
 from typing import IO, Any, Protocol
 
 from voicecli.protocol.events import (
-    SessionError, ToolCall, TranscriptAgent, TranscriptUser, summarize_raw,
+    ToolCall, TranscriptAgent, TranscriptUser, summarize_raw,
 )
 from voicecli.session.client import Received
 from voicecli.ui.sanitize import clean
@@ -97,9 +97,6 @@ class PlainOutput:
                 self.out.line(text + (" [interrupted]" if ev.interrupted else ""))
         elif isinstance(ev, ToolCall) and self.labels:
             self.out.line(tool_line(ev.name, ev.arguments))
-        elif isinstance(ev, SessionError):
-            _stderr_notice(self.err, f"server error {clean(ev.code, 60)}: {clean(ev.message, 300)}",
-                           "warning")
 
     def client_event(self, kind: str, **fields: Any) -> None:
         if kind == "tool.result" and self.labels:
