@@ -178,3 +178,29 @@ def test_local_mode_needs_no_server_or_key() -> None:
     r = run_cli("ask", "--local", HELLO, "--trailing-silence", "800")
     assert r.code == 0, r.stderr
     assert "seconds of speech" in r.stdout
+
+
+def test_ctrl_c_ends_the_session_and_exits_130(scripted_server: Served) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, unit
+
+    proc = subprocess.Popen([sys.executable, "-m", "voicecli.cli", "ask", HELLO, "--url",
+                             scripted_server.at(scenario="long"), *KEY, *FAST, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={k: v for k, v in os.environ.items() if k != "ASSEMBLYAI_API_KEY"})
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:
+        seen.append(json.loads(line)["type"])
+        if seen[-1] == "reply.audio":
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=unit(15))
+    seen += [json.loads(line)["type"] for line in rest.splitlines()]
+    assert proc.returncode == 130, err
+    assert seen[-1] == "session.ended"
+    assert "Traceback" not in err

@@ -109,12 +109,13 @@ class SessionConfig:
         """The ``session`` object of ``session.update``: only what is set (protocol.md 3.1)."""
         if self.agent_id:
             return {"agent_id": self.agent_id}
-        return _prune(_as_wire(self))
+        wire: dict[str, Any] = _prune(_as_wire(self))
+        return wire
 
 
 def _as_wire(value: Any) -> Any:
     if isinstance(value, ToolSpec):
-        out = {"type": "function", "name": value.name, "description": value.description,
+        out: dict[str, Any] = {"type": "function", "name": value.name, "description": value.description,
                "parameters": value.parameters}
         if value.execution_mode:
             out["execution_mode"] = value.execution_mode
@@ -198,7 +199,7 @@ def _check_turn_detection(problems: list[Problem], td: Any) -> None:
         problems.append(Problem("invalid_value", f"{path}.interrupt_response",
                                 f"'{path}.interrupt_response' must be true or false"))
     lo, hi = td.get("min_silence"), td.get("max_silence")
-    if _num(lo) and _num(hi) and lo >= hi:
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and _num(lo) and _num(hi) and lo >= hi:
         problems.append(Problem("invalid_value", f"{path}.min_silence",
                                 f"'{path}.min_silence' must be strictly less than 'max_silence'"))
     for turn in td.get("uninterruptible_turns") or []:

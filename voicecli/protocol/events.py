@@ -196,7 +196,7 @@ ClientEvent = Union[
 # keeps the dict it was decoded from in ``raw`` (not compared, not printed).
 # --------------------------------------------------------------------------------------------
 
-_RAW = field(default_factory=dict, compare=False, repr=False)
+_RAW: Any = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +367,7 @@ class UnknownEvent:
     timestamp: float | str | None = None
 
     @property
-    def type(self) -> str:  # type: ignore[override]
+    def type(self) -> str:
         return self.event_type
 
 
@@ -540,8 +540,11 @@ def encode_server(event_type: str, timestamp: float, **fields: Any) -> str:
 
 
 def summarize_raw(raw: dict[str, Any]) -> dict[str, Any]:
-    """A server event dict for ``--json`` output: audio payloads replaced by byte counts."""
+    """A server event dict for ``--json`` output: audio payloads replaced by byte counts, the
+    ``resume_token`` credential of ``session.ready`` redacted (tokens never reach output)."""
     if raw.get("type") != "reply.audio" and "audio" not in raw:
+        if raw.get("resume_token"):
+            return {**raw, "resume_token": "<redacted>"}
         return raw
     out = dict(raw)
     for key in ("data", "audio"):
