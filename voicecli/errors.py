@@ -34,7 +34,7 @@ class VoicecliError(Exception):
     def one_line(self) -> str:
         """The message and hint as one line, for stderr."""
         if self.hint:
-            return f"{self.message} ({self.hint})"
+            return f"{self.message.rstrip('.')} ({self.hint})"
         return self.message
 
 
