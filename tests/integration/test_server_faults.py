@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Iterator
 
 import pytest
+from srvutil import (
+    FAST_SESSION,
+    UNIT,
+    client,
+    eventually,
+    module_server,
+    run,
+    start_server,
+    types,
+)
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
+from voicecli.server.app import ServerThread
 from voicecli.server.options import Faults
-from srvutil import (  # noqa: F401 - srv is a fixture
-    FAST_SESSION, UNIT, client, eventually, run, srv, start_server, types,
-)
+
+
+@pytest.fixture(scope="module", name="srv")
+def _srv() -> Iterator[ServerThread]:
+    yield from module_server()
 
 GREETING = {"greeting": "Hi.", "input": FAST_SESSION["input"]}
 
@@ -35,7 +49,7 @@ def test_faults_parse() -> None:
             Faults.parse(bad)
 
 
-def test_bad_fault_or_scenario_in_query_is_refused(srv) -> None:  # type: ignore[no-untyped-def]
+def test_bad_fault_or_scenario_in_query_is_refused(srv: ServerThread) -> None:
     async def main() -> None:
         for query, param in [("fault=explode", "fault"), ("scenario=no_such_scenario", "scenario"),
                              ("tts=piper", "tts")]:
@@ -46,7 +60,7 @@ def test_bad_fault_or_scenario_in_query_is_refused(srv) -> None:  # type: ignore
     run(main())
 
 
-def test_drop_after_reply_then_resume_with_resume_token(srv) -> None:  # type: ignore[no-untyped-def]
+def test_drop_after_reply_then_resume_with_resume_token(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="fault=drop-after-replies=1&scenario=echo") as c:
             ready = await c.start(GREETING)
@@ -102,7 +116,7 @@ def test_resume_by_another_owner_is_forbidden_and_window_expires() -> None:
         thread.stop()
 
 
-def test_refuse_resume_fault(srv) -> None:  # type: ignore[no-untyped-def]
+def test_refuse_resume_fault(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="fault=drop-after-replies=1") as c:
             ready = await c.start(GREETING)
@@ -115,7 +129,7 @@ def test_refuse_resume_fault(srv) -> None:  # type: ignore[no-untyped-def]
     run(main())
 
 
-def test_drop_mid_reply(srv) -> None:  # type: ignore[no-untyped-def]
+def test_drop_mid_reply(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="fault=drop-mid-reply") as c:
             await c.start({"greeting": "This greeting is cut off halfway through its audio."})
@@ -128,7 +142,7 @@ def test_drop_mid_reply(srv) -> None:  # type: ignore[no-untyped-def]
     run(main())
 
 
-def test_unknown_events_and_garbage_faults(srv) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_events_and_garbage_faults(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="fault=unknown-events,garbage") as c:
             await c.start(GREETING)
@@ -142,7 +156,7 @@ def test_unknown_events_and_garbage_faults(srv) -> None:  # type: ignore[no-unty
     run(main())
 
 
-def test_ready_delay_fault_catches_audio_before_ready(srv) -> None:  # type: ignore[no-untyped-def]
+def test_ready_delay_fault_catches_audio_before_ready(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="fault=ready-delay=400") as c:
             await c.send({"type": "session.update", "session": {}})

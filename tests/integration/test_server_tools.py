@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from srvutil import FAST_TD, UNIT, client, run, srv, tone_speech, types  # noqa: F401 - srv fixture
+import pytest
+from srvutil import FAST_TD, UNIT, client, module_server, run, tone_speech, types
+
+from voicecli.server.app import ServerThread
+
+
+@pytest.fixture(scope="module", name="srv")
+def _srv() -> Iterator[ServerThread]:
+    yield from module_server()
 
 
 def weather_tool(**extra: Any) -> dict[str, Any]:
@@ -24,7 +33,7 @@ async def ask_weather(c: Any) -> list[dict[str, Any]]:
     return await c.until("reply.done")
 
 
-def test_tool_round_trip(srv) -> None:  # type: ignore[no-untyped-def]
+def test_tool_round_trip(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="scenario=tools") as c:
             ready = await c.start(session_with(weather_tool()))
@@ -50,7 +59,7 @@ def test_tool_round_trip(srv) -> None:  # type: ignore[no-untyped-def]
     run(main())
 
 
-def test_result_before_reply_done_is_accepted_but_counted(srv) -> None:  # type: ignore[no-untyped-def]
+def test_result_before_reply_done_is_accepted_but_counted(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="scenario=tools") as c:
             ready = await c.start(session_with(weather_tool()))
@@ -64,7 +73,7 @@ def test_result_before_reply_done_is_accepted_but_counted(srv) -> None:  # type:
     run(main())
 
 
-def test_tool_timeout_makes_the_agent_apologise(srv) -> None:  # type: ignore[no-untyped-def]
+def test_tool_timeout_makes_the_agent_apologise(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="scenario=tools") as c:
             ready = await c.start(session_with(weather_tool(timeout_seconds=1)))
@@ -83,7 +92,7 @@ def test_tool_timeout_makes_the_agent_apologise(srv) -> None:  # type: ignore[no
     run(main())
 
 
-def test_unknown_call_id_is_invalid_value_and_session_stays_open(srv) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_call_id_is_invalid_value_and_session_stays_open(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="scenario=tools") as c:
             ready = await c.start(session_with(weather_tool()))
@@ -99,7 +108,7 @@ def test_unknown_call_id_is_invalid_value_and_session_stays_open(srv) -> None:  
     run(main())
 
 
-def test_duplicate_tool_call_same_call_id(srv) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_tool_call_same_call_id(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="scenario=duplicate_tool") as c:
             ready = await c.start(session_with(weather_tool()))
@@ -115,7 +124,7 @@ def test_duplicate_tool_call_same_call_id(srv) -> None:  # type: ignore[no-untyp
     run(main())
 
 
-def test_hold_mode_suppresses_user_replies_until_the_result(srv) -> None:  # type: ignore[no-untyped-def]
+def test_hold_mode_suppresses_user_replies_until_the_result(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="scenario=tools") as c:
             await c.start(session_with(weather_tool(execution_mode="hold")))

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 
+import pytest
 from srvutil import (
-    FAST_SESSION, FAST_TD, UNIT, client, espeak_speech, run, srv, start_server,  # noqa: F401
-    tone_speech, types,
+    FAST_TD,
+    UNIT,
+    client,
+    espeak_speech,
+    module_server,
+    run,
+    start_server,
+    tone_speech,
+    types,
 )
+
+from voicecli.server.app import ServerThread
+
+
+@pytest.fixture(scope="module", name="srv")
+def _srv() -> Iterator[ServerThread]:
+    yield from module_server()
 
 LONG_REPLY_START = "Once upon a time there was a small robot"
 
@@ -20,7 +36,7 @@ def assert_user_turn(got: list[dict], final_text: str | None = None) -> dict:
     i_stop = seq.index("input.speech.stopped")
     assert seq[i_stop + 1] == "transcript.user"
     assert set(seq[1:i_stop]) <= {"transcript.user.delta"}
-    user = [e for e in got if e["type"] == "transcript.user"][0]
+    user = next(e for e in got if e["type"] == "transcript.user")
     assert re.fullmatch(r"msg_[0-9a-f]{32}", user["item_id"])
     deltas = [e for e in got if e["type"] == "transcript.user.delta"]
     assert all(d["item_id"] == user["item_id"] for d in deltas)
@@ -58,7 +74,7 @@ def test_espeak_speech_makes_a_scripted_user_turn_and_reply() -> None:
         thread.stop()
 
 
-def test_default_engine_turn_reports_speech_duration(srv) -> None:  # type: ignore[no-untyped-def]
+def test_default_engine_turn_reports_speech_duration(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url) as c:  # engine "default": DurationSTT + DefaultBrain
             await c.start()
@@ -71,7 +87,7 @@ def test_default_engine_turn_reports_speech_duration(srv) -> None:  # type: igno
     run(main())
 
 
-def test_barge_in_interrupts_the_reply_and_continues_the_turn(srv) -> None:  # type: ignore[no-untyped-def]
+def test_barge_in_interrupts_the_reply_and_continues_the_turn(srv: ServerThread) -> None:
     async def main() -> None:
         async with client(srv.url, query="scenario=long") as c:
             await c.start()
@@ -97,12 +113,12 @@ def test_barge_in_interrupts_the_reply_and_continues_the_turn(srv) -> None:  # t
             assert not [e for e in got if e.get("reply_id") == reply_id]
             seq = types(got)
             assert seq.index("input.speech.stopped") < seq.index("transcript.user") < seq.index("reply.started")
-            assert [e for e in got if e["type"] == "transcript.user"][0]["text"] == "stop"
+            assert next(e for e in got if e["type"] == "transcript.user")["text"] == "stop"
             assert got[-2]["text"] == "Okay, I stopped." and got[-1]["status"] == "completed"
     run(main())
 
 
-def test_no_barge_in_when_interrupt_response_is_false(srv) -> None:  # type: ignore[no-untyped-def]
+def test_no_barge_in_when_interrupt_response_is_false(srv: ServerThread) -> None:
     session = {"input": {"turn_detection": dict(FAST_TD, interrupt_response=False)}}
 
     async def main() -> None:

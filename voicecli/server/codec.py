@@ -44,7 +44,7 @@ def _ulaw_encode(x: npt.NDArray[np.int16]) -> bytes:
     exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
     exponent = np.clip(exponent, 0, 7)
     mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    return bytes((~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes())
 
 
 def _alaw_encode(x: npt.NDArray[np.int16]) -> bytes:
@@ -54,7 +54,7 @@ def _alaw_encode(x: npt.NDArray[np.int16]) -> bytes:
     exponent = np.where(mag < 32, 0, np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 4)
     exponent = np.clip(exponent, 0, 7)
     mantissa = np.where(exponent == 0, mag >> 1, mag >> exponent) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes()
+    return bytes(((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes())
 
 
 def bytes_per_ms(encoding: str) -> float:

@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .engines import ReplyPlan, ToolCallPlan, ToolOutcome, TurnContext, BYTES_PER_MS
+from .engines import BYTES_PER_MS, ReplyPlan, ToolCallPlan, ToolOutcome, TurnContext
 
 END_OF_SCRIPT = "That is the end of the script."
 DEFAULT_TIMEOUT_TEXT = "Sorry, the {name} tool did not answer in time."
@@ -122,8 +122,9 @@ def _spoken_result(result: str) -> str:
 class ScriptedEngine:
     """SpeechToText + Brain from a :class:`Scenario` (one instance per session: it keeps state).
 
-    ``partial`` reveals the scripted user line one word per 250 ms of speech; ``final`` returns
-    the whole line and moves to the next turn; ``reply`` answers turn ``ctx.turn_index``."""
+    ``partial`` reveals the scripted user line one word per 250 ms of speech (never the last
+    word, so a partial is a strict prefix unless the line has one word); ``final`` returns the
+    whole line and moves to the next turn; ``reply`` answers turn ``ctx.turn_index``."""
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -138,8 +139,8 @@ class ScriptedEngine:
     # SpeechToText -------------------------------------------------------------------------
     def partial(self, pcm: bytes) -> str:
         words = self._user_line().split()
-        shown = max(1, int(len(pcm) / BYTES_PER_MS // MS_PER_PARTIAL_WORD))
-        return " ".join(words[:shown])
+        shown = min(int(len(pcm) / BYTES_PER_MS // MS_PER_PARTIAL_WORD), len(words) - 1)
+        return " ".join(words[:max(1, shown)])
 
     def final(self, pcm: bytes) -> str:
         line = self._user_line()

@@ -1,0 +1,283 @@
+"""The local Voice Agent API server: :class:`LocalServer` (asyncio) and :class:`ServerThread`.
+
+``voicecli serve`` runs ``LocalServer(ServerOptions(...)).serve_forever()``; the client's
+``--local`` mode and the tests run a :class:`ServerThread` (a LocalServer on its own event loop in
+a daemon thread). Transport facts (protocol.md 1.1, 1.4): JSON text frames only, no
+compression, incoming messages over 1 MiB close the connection with 1009, pings every 20 s.
+
+Per-connection URL query parameters (so one server can serve many tests):
+
+- ``token``: temporary token (protocol.md 1.2);
+- ``fault``: comma list merged over ``ServerOptions.faults`` (``Faults.parse`` syntax), e.g.
+  ``?fault=drop-after-replies=1,unknown-events``;
+- ``scenario``: a scripted scenario name or TOML/JSON path; implies ``engine=scripted``;
+- ``engine``: ``default`` | ``scripted``; ``tts``: ``espeak`` | ``tone``.
+
+A bad ``fault``/``scenario``/``engine``/``tts`` value is answered after the upgrade with
+``session.error{code:"invalid_value", param:<name>}`` and close 1008.
+
+Engines (``engine="default"``): EnergyTurnDetector + DurationSTT + DefaultBrain + EspeakTTS (or
+ToneTTS with ``tts="tone"``). TTS runs on the event loop: espeak takes ~2-5 ms a sentence, short
+enough not to disturb pacing, so no executor hop is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from .auth import AuthFailure, Credentials
+from .connection import ConnectionHandler
+from .engines import TextToSpeech
+from .http import make_process_request
+from .options import ENGINES, TTS_BACKENDS, Faults, ServerOptions
+from .scripted import Scenario, ScenarioError, ScriptedEngine, load_scenario
+from .session import Engines, Session, SessionRegistry
+
+log = logging.getLogger("voicecli.server")
+
+MAX_MESSAGE_BYTES = 2**20  # protocol.md 1.1 (inferred websockets default): 1 MiB, else close 1009
+DEFAULT_SCENARIO = "echo"
+
+
+def make_tts(name: str) -> TextToSpeech:
+    """A TTS backend by name (``espeak`` | ``tone``)."""
+    from .tts import EspeakTTS, ToneTTS
+
+    return ToneTTS() if name == "tone" else EspeakTTS()
+
+
+def make_engines(engine: str, scenario: Scenario | None, tts: TextToSpeech) -> Engines:
+    """Fresh per-session engines (detectors and brains keep per-session state)."""
+    from .brain import DefaultBrain, DurationSTT
+    from .vad import EnergyTurnDetector
+
+    if engine == "scripted":
+        scripted = ScriptedEngine(scenario or load_scenario(DEFAULT_SCENARIO))
+        return Engines(EnergyTurnDetector(), scripted, scripted, tts)
+    return Engines(EnergyTurnDetector(), DurationSTT(), DefaultBrain(), tts)
+
+
+class LocalServer:
+    """A Voice Agent API server on localhost. Use from one event loop.
+
+    ``await start()`` -> URL (``ws://HOST:PORT/v1/ws``, actual port); ``await stop()``;
+    ``await serve_forever()`` (starts if needed, returns when stopped). ``session(id)`` gives a
+    live or recently ended :class:`~voicecli.server.session.Session` (its ``stats``)."""
+
+    def __init__(self, options: ServerOptions | None = None) -> None:
+        self.options = options or ServerOptions()
+        self.credentials = Credentials(self.options.api_key)
+        self.registry = SessionRegistry()
+        self.registry.on_forget.append(self.credentials.forget_session)
+        self.stats: Counter[str] = Counter()  # server-wide: connections, auth_failures, ...
+        self._tts: dict[str, TextToSpeech] = {}
+        self._server: Server | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT/v1/ws``; valid after :meth:`start`."""
+        if self._url is None:
+            raise RuntimeError("the server is not started")
+        return self._url
+
+    def session(self, session_id: str) -> Session | None:
+        return self.registry.get(session_id)
+
+    async def start(self) -> str:
+        """Listen; returns the URL. Raises OSError if the address is taken."""
+        if self._server is not None:
+            return self.url
+        if self.options.api_key is None:
+            log.info("voicecli server: no API key set, accepting any key")
+        self._server = await serve(
+            self._handle, self.options.host, self.options.port,
+            process_request=make_process_request(self.credentials), compression=None,
+            max_size=MAX_MESSAGE_BYTES,
+        )
+        port = next(iter(self._server.sockets)).getsockname()[1]
+        host = self.options.host
+        host = f"[{host}]" if ":" in host else host
+        self._url = f"ws://{host}:{port}/v1/ws"
+        log.info("voicecli server listening on %s", self._url)
+        return self._url
+
+    async def stop(self) -> None:
+        """Close connections (1001), end all sessions, stop listening."""
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self.registry.close_all()
+        self._server = None
+
+    async def serve_forever(self) -> None:
+        """Start if needed and serve until :meth:`stop` (or cancellation)."""
+        await self.start()
+        assert self._server is not None
+        try:
+            await self._server.wait_closed()
+        finally:
+            await self.stop()
+
+    def _tts_for(self, name: str) -> TextToSpeech:
+        if name not in self._tts:
+            self._tts[name] = make_tts(name)
+        return self._tts[name]
+
+    async def _refuse(self, ws: ServerConnection, code: str, message: str, param: str | None) -> None:
+        """Accept the upgrade, send ``session.error`` as the first frame, close 1008 (1.2)."""
+        from ..protocol.events import encode_server
+
+        self.stats[code] += 1
+        await ws.send(encode_server("session.error", time.time(), code=code, message=message,
+                                    param=param, session_id=None))
+        await ws.close(1008, message[:120])
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self.stats["connections"] += 1
+        request = ws.request
+        assert request is not None
+        query = parse_qs(urlsplit(request.path).query)
+        token = query.get("token", [""])[0] or None
+        try:
+            identity = self.credentials.authenticate(request.headers.get("Authorization"), token,
+                                                     time.time())
+        except AuthFailure as exc:
+            await self._refuse(ws, "unauthorized", str(exc), None)
+            return
+        try:
+            settings = self._connection_settings(query)
+        except _BadQuery as exc:
+            await self._refuse(ws, "invalid_value", str(exc), exc.param)
+            return
+        faults, engine, scenario, tts = settings
+        handler = ConnectionHandler(
+            ws, identity, options=self.options, faults=faults, credentials=self.credentials,
+            registry=self.registry,
+            make_engines=lambda: make_engines(engine, scenario, self._tts_for(tts)),
+        )
+        await handler.run()
+
+    def _connection_settings(self, query: dict[str, list[str]]
+                             ) -> tuple[Faults, str, Scenario | None, str]:
+        """(faults, engine, scenario, tts) for one connection from options + URL query."""
+        opts = self.options
+        try:
+            faults = Faults.parse(",".join(query.get("fault", [])), base=opts.faults)
+        except ValueError as exc:
+            raise _BadQuery(str(exc), "fault") from exc
+        name = query.get("scenario", [""])[0] or opts.scenario
+        engine = (query.get("engine") or ["scripted" if query.get("scenario") else opts.engine])[0]
+        tts = (query.get("tts") or [opts.tts])[0]
+        if engine not in ENGINES:
+            raise _BadQuery(f"engine must be one of {', '.join(ENGINES)}", "engine")
+        if tts not in TTS_BACKENDS:
+            raise _BadQuery(f"tts must be one of {', '.join(TTS_BACKENDS)}", "tts")
+        scenario = None
+        if engine == "scripted":
+            try:
+                scenario = load_scenario(name or DEFAULT_SCENARIO)
+            except ScenarioError as exc:
+                raise _BadQuery(str(exc), "scenario") from exc
+        return faults, engine, scenario, tts
+
+
+class _BadQuery(ValueError):
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ServerThread:
+    """A :class:`LocalServer` on its own event loop in a daemon thread (client ``--local`` mode,
+    tests). ``start()`` blocks until listening and returns the URL; ``stop()`` blocks until shut
+    down. Usable as a context manager."""
+
+    def __init__(self, options: ServerOptions | None = None) -> None:
+        self.server = LocalServer(options)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def options(self) -> ServerOptions:
+        return self.server.options
+
+    def session(self, session_id: str) -> Session | None:
+        """A live or recently ended session (read from another thread: fine for counters)."""
+        return self.server.session(session_id)
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start the thread; returns the URL once listening (re-raises a failure to listen)."""
+        if self._thread is not None:
+            return self.url
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._main(started, failure))
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=main, name="voicecli-server", daemon=True)
+        self._thread.start()
+        if not started.wait(timeout):
+            raise TimeoutError("the local server did not start in time")
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self.url
+
+    async def _main(self, started: threading.Event, failure: list[BaseException]) -> None:
+        self._stopped = asyncio.Event()
+        try:
+            await self.server.start()
+        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        await self._stopped.wait()
+        await self.server.stop()
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run ``fn()`` on the server's loop and return its result (for tests poking state)."""
+        assert self._loop is not None
+        async def run() -> Any:
+            return fn()
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the server down and join the thread."""
+        if self._thread is None or self._loop is None or self._stopped is None:
+            return
+        self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
