@@ -249,4 +249,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m voicecli.cli`: run the importable module's app, on which the command modules
+    # (cli_audio, cli_config) registered themselves, not this __main__ copy's.
+    from voicecli.cli import main as _main
+    _main()

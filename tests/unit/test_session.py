@@ -81,15 +81,45 @@ def test_tool_result_sent_at_once_when_reply_done_is_latest() -> None:
     assert sent(s) == [{"type": "tool.result", "call_id": "c1", "result": "{}", "is_error": True}]
 
 
-@pytest.mark.parametrize("newer", ["reply.started", "input.speech.started"])
-def test_tool_result_waits_when_a_newer_event_follows_reply_done(newer: str) -> None:
+def test_tool_result_waits_when_user_speech_follows_reply_done() -> None:
     s = ready_session()
     s.receive(frame("reply.started", reply_id="r1"), 0.0)
     s.receive(frame("tool.call", call_id="c1", name="t", arguments={}), 0.0)
     s.receive(frame("reply.done", reply_id="r1", status="completed"), 0.0)
-    s.receive(frame(newer, reply_id="r2"), 0.0)
+    s.receive(frame("input.speech.started"), 0.0)
     s.submit_tool_result("c1", "{}")
-    assert sent(s) == []
+    assert sent(s) == [] and s.tool_result_state("c1") == "held"
+    s.receive(frame("input.speech.stopped"), 0.0)
+    s.receive(frame("reply.done", reply_id="r1", status="completed"), 0.0)
+    assert [m["call_id"] for m in sent(s)] == ["c1"] and s.tool_result_state("c1") == "sent"
+
+
+@pytest.mark.parametrize("finished_before", [True, False])
+def test_a_newer_reply_supersedes_results_still_owed(finished_before: bool) -> None:
+    s = ready_session()
+    s.receive(frame("reply.started", reply_id="r1"), 0.0)
+    s.receive(frame("tool.call", call_id="c1", name="t", arguments={}), 0.0)
+    s.receive(frame("reply.done", reply_id="r1", status="completed"), 0.0)
+    s.receive(frame("input.speech.started"), 0.0)
+    if finished_before:
+        assert s.submit_tool_result("c1", "{}") is True        # held: speech is the latest event
+    s.receive(frame("reply.started", reply_id="r2"), 0.0)      # the agent moved on (6.5)
+    if not finished_before:
+        assert s.submit_tool_result("c1", "{}") is False
+    s.receive(frame("reply.done", reply_id="r2", status="completed"), 0.0)
+    assert sent(s) == [] and s.tool_result_state("c1") == "dropped"
+
+
+def test_hold_mode_results_survive_a_status_update_reply() -> None:
+    s = ClientSession({"tools": [{"type": "function", "name": "book", "execution_mode": "hold"}]})
+    s.start()
+    s.receive(frame("session.ready", session_id="sess_1"), 0.0)
+    s.data_to_send()
+    s.receive(frame("reply.started", reply_id="r1"), 0.0)
+    s.receive(frame("tool.call", call_id="c1", name="book", arguments={}), 0.0)
+    s.receive(frame("reply.done", reply_id="r1", status="completed"), 0.0)
+    s.receive(frame("reply.started", reply_id="r2"), 0.0)      # a reply.create status update
+    assert s.submit_tool_result("c1", "{}") is True
     s.receive(frame("reply.done", reply_id="r2", status="completed"), 0.0)
     assert [m["call_id"] for m in sent(s)] == ["c1"]
 

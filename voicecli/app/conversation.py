@@ -175,7 +175,10 @@ class Conversation:
             self.session.resume(self.clock())
         else:
             self.session.start()
-        await self._flush()
+        try:
+            await self._flush()
+        except ConnectError:
+            pass   # refused before reading our first message (auth): its session.error is read below
         await self._await_ready(ws)
         self.generation += 1
         self.connected.set()
@@ -299,11 +302,17 @@ class Conversation:
             return False
         self.output.notice(f"connection lost ({_close_desc(exc)}); reconnecting", "warning")
         self.output.client_event("reconnect", reason=_close_desc(exc))
+        dropped_before = self.dropped_audio_ms
         try:
             await self._reconnect(now)
         except VoicecliError as failure:
             self._fail(failure)
             return False
+        lost_ms = self.dropped_audio_ms - dropped_before
+        if lost_ms > 0:   # issue 4: audio captured during the gap is dropped, and said so
+            self.output.notice(f"{lost_ms / 1000:.1f} s of input audio captured while reconnecting "
+                               "was dropped", "warning")
+            self.output.client_event("audio_dropped", ms=round(lost_ms))
         return True
 
     async def _reconnect(self, lost_at: float) -> None:

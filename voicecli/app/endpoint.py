@@ -16,6 +16,7 @@ class Endpoint:
         self.url = resolved.url
         self.api_key = resolved.api_key
         self.token = resolved.token
+        self.client = resolved.client
         self._thread: Any = None
 
     def __enter__(self) -> Endpoint:
@@ -24,6 +25,10 @@ class Endpoint:
             from voicecli.server.options import ServerOptions
             self._thread = ServerThread(ServerOptions(port=0))
             self.url = self._thread.start()
+            scenario = self.client.get("local_scenario")
+            if scenario:   # config key local_scenario: the local server's scripted engine (tests, demos)
+                from urllib.parse import urlencode
+                self.url += "?" + urlencode({"scenario": scenario})
             if not self.api_key and not self.token:
                 self.api_key = "local"
         return self

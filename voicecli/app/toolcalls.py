@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from voicecli.app.conversation import Conversation
-from voicecli.protocol.events import ToolCall
+from voicecli.protocol.events import ReplyDone, ReplyStarted, ToolCall
 from voicecli.session.client import Received
 from voicecli.tools import ToolRunner
 
 
 class ToolDispatcher:
+    """One ``voicecli.tool.result`` client event per call, when its fate is known: ``sent`` (the
+    frame went out, so it follows the ``reply.done`` that released it), or ``dropped`` (its reply
+    was interrupted or superseded). A result held for ``reply.done`` is reported then."""
+
     def __init__(self, conv: Conversation, runner: ToolRunner) -> None:
         self.conv = conv
         self.runner = runner
         self.tasks: set[asyncio.Task[None]] = set()
         self.outstanding = 0
+        self.held: dict[str, dict[str, Any]] = {}   # call_id -> event fields, waiting for reply.done
         conv.listeners.append(self.on_event)
 
     def on_event(self, rec: Received) -> None:
@@ -30,21 +36,28 @@ class ToolDispatcher:
             task = asyncio.get_running_loop().create_task(self._run(ev))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+        elif isinstance(ev, (ReplyDone, ReplyStarted)) and self.held:
+            for call_id in list(self.held):
+                self._report(call_id, self.held.pop(call_id))
+
+    def _report(self, call_id: str, fields: dict[str, Any]) -> None:
+        status = self.conv.session.tool_result_state(call_id)
+        if status == "held":
+            self.held[call_id] = fields
+            return
+        self.conv.output.client_event("tool.result", call_id=call_id, **fields, status=status)
+        if status == "dropped":
+            self.conv.output.notice(f"dropped the result of {fields['name']}: the agent moved on "
+                                    "(its reply was interrupted or a newer one started)", "debug")
 
     async def _run(self, call: ToolCall) -> None:
         started = time.monotonic()
         try:
             outcome = await self.runner.run(call.name, call.arguments)
             elapsed_ms = round((time.monotonic() - started) * 1000, 1)
-            kept = await self.conv.submit_tool_result(call.call_id, outcome.result, outcome.is_error)
-            self.conv.output.client_event(
-                "tool.result", call_id=call.call_id, name=call.name, arguments=call.arguments,
-                result=outcome.result, is_error=outcome.is_error, elapsed_ms=elapsed_ms,
-                status="sent" if kept and not self.conv.session.pending_tool_results else
-                ("held" if kept else "dropped"))
-            if not kept:
-                self.conv.output.notice(f"dropped the result of {call.name}: its reply was interrupted",
-                                        "debug")
+            await self.conv.submit_tool_result(call.call_id, outcome.result, outcome.is_error)
+            self._report(call.call_id, dict(name=call.name, arguments=call.arguments, result=outcome.result,
+                                            is_error=outcome.is_error, elapsed_ms=elapsed_ms))
         except Exception as exc:  # never let a tool task die silently
             self.conv.output.notice(f"tool {call.name} could not report its result: {exc}", "warning")
         finally:

@@ -5,7 +5,8 @@ The rules the real service relies on live here, once:
 * ``session.update`` (or ``session.resume``) is the first message of a connection (protocol.md 3.1);
 * no ``input.audio`` before ``session.ready`` (3.2);
 * a ``tool.result`` is sent only while ``reply.done`` is the latest event received, and results of
-  a reply that ended ``interrupted`` are dropped (3.3, 6.5);
+  a reply that ended ``interrupted`` are dropped (3.3, 6.5), as are results still owed when a newer
+  ``reply.started`` shows the agent moved on (6.5 step 5; hold-mode calls excepted);
 * ``reply.audio`` of an interrupted ``reply_id`` is stale and must not be played (6.3);
 * a connection that closes without ``session.ended`` can be resumed within 30 s (6.7).
 
@@ -80,6 +81,8 @@ class ClientSession:
     _call_reply: OrderedDict[str, str | None] = field(default_factory=OrderedDict)
     _pending: list[_PendingResult] = field(default_factory=list)
     _sent_results: set[str] = field(default_factory=set)
+    _dropped_calls: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _hold_calls: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ sending
 
@@ -120,7 +123,7 @@ class ClientSession:
         """Hand in a finished tool's result. It is sent at once if ``reply.done`` is the latest
         event and its reply was not interrupted, held until the next ``reply.done`` otherwise,
         and dropped if the call's reply was interrupted. Returns False if it was dropped."""
-        if call_id in self._sent_results:
+        if call_id in self._sent_results or call_id in self._dropped_calls:
             return False
         reply_id = self._call_reply.get(call_id)
         if reply_id is not None and reply_id in self._interrupted:
@@ -162,6 +165,7 @@ class ClientSession:
             self.resolved_config = event.config or self.resolved_config
             self.disconnected_at = None
         elif isinstance(event, ReplyStarted):
+            self._supersede(event.reply_id)
             self.current_reply = event.reply_id
             self.reply_done_latest = False
         elif isinstance(event, InputSpeechStarted):
@@ -173,6 +177,8 @@ class ClientSession:
                 return Received(event, stale=True)
             self._call_reply[event.call_id] = self.current_reply
             _trim(self._call_reply, 256)
+            if self._tool_mode(event.name) == "hold":
+                self._hold_calls.add(event.call_id)
             self.reply_done_latest = False
         elif isinstance(event, ReplyDone):
             self._on_reply_done(event)
@@ -202,6 +208,33 @@ class ClientSession:
 
     def is_interrupted(self, reply_id: str) -> bool:
         return reply_id in self._interrupted
+
+    def _tool_mode(self, name: str) -> str | None:
+        for tool in self.config.get("tools") or []:
+            if isinstance(tool, dict) and tool.get("name") == name:
+                mode = tool.get("execution_mode")
+                return mode if isinstance(mode, str) else None
+        return None
+
+    def _supersede(self, new_reply: str) -> None:
+        """A newer ``reply.started``: results still owed for calls of earlier replies will not be
+        used (the server moved on, protocol.md 3.3 / 6.5 step 5), so they are dropped. Calls of
+        hold-mode tools are kept: ``reply.create`` status updates do not end a hold."""
+        for call_id, reply_id in self._call_reply.items():
+            if (reply_id is not None and reply_id != new_reply and call_id not in self._sent_results
+                    and call_id not in self._hold_calls):
+                self._dropped_calls[call_id] = None
+        _trim(self._dropped_calls, 256)
+        self._pending = [p for p in self._pending if p.result.call_id not in self._dropped_calls]
+
+    def tool_result_state(self, call_id: str) -> str:
+        """What became of a submitted result: ``sent`` (queued to send), ``held`` (waiting for
+        ``reply.done`` to be the latest event) or ``dropped``."""
+        if call_id in self._sent_results:
+            return "sent"
+        if any(p.result.call_id == call_id for p in self._pending):
+            return "held"
+        return "dropped"
 
     def _flush_results(self) -> None:
         for pending in self._pending:
