@@ -207,8 +207,9 @@ def serve(
             faults = Faults.parse(fault or "")
         except ValueError as exc:
             raise UsageError(f"bad --fault: {exc}") from None
-        options = ServerOptions(host=host, port=port, api_key=api_key, engine=engine, scenario=scenario,
-                                tts=tts, enforce_realtime=not no_rate_check, faults=faults)
+        options = ServerOptions(host=host, port=port, api_key=api_key, scenario=scenario,
+                                engine=engine, tts=tts,  # type: ignore[arg-type]  # checked above
+                                enforce_realtime=not no_rate_check, faults=faults)
         server = LocalServer(options)
         try:
             url = await server.start()

@@ -127,7 +127,7 @@ class JsonOutput:
         self.out.line(json.dumps(obj, ensure_ascii=True, separators=(",", ":")))
 
     def server_event(self, rec: Received) -> None:
-        raw = dict(summarize_raw(rec.event.raw)) if rec.event.raw else {"type": rec.event.type}
+        raw: dict[str, Any] = dict(summarize_raw(rec.event.raw)) if rec.event.raw else {"type": rec.event.type}
         if rec.stale:
             raw["voicecli_stale"] = True
         self._emit(raw)
