@@ -1,0 +1,85 @@
+"""``voicecli chat --record DIR``: a stereo WAV (user left, agent right) and a transcript JSON on one
+session clock (anchors.md section 4 item 8).
+
+The clock is ``time.monotonic()`` seconds; 0 is when the recording starts. The user channel is what
+was sent as ``input.audio`` (muted stretches are silence), placed when the mic captured it. The
+agent channel is what the speaker actually played: each reply from the moment its first sample was
+heard, cut where a barge-in stopped it. Files: ``DIR/chat-YYYYmmdd-HHMMSS.wav`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from voicecli.audio.wav import SessionRecorder
+from voicecli.errors import AudioFileError
+
+RATE = 24000
+
+
+class ChatRecorder:
+    """Collects the session; :meth:`write` saves both files and returns their paths."""
+
+    def __init__(self, directory: Path, t0: float) -> None:
+        self.directory = prepare_dir(directory)
+        self.t0 = t0
+        self.started = time.strftime("%Y%m%d-%H%M%S")
+        self.wav = SessionRecorder(RATE)
+        self.entries: list[dict[str, Any]] = []
+        self.meta: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rate": RATE,
+                                     "channels": {"left": "user", "right": "agent"}}
+        self._replies: dict[str, list[bytes]] = {}
+
+    def at(self, now: float) -> float:
+        return round(max(0.0, now - self.t0), 3)
+
+    def add_user(self, pcm: bytes, captured_at: float) -> None:
+        self.wav.add_user(pcm, max(0.0, captured_at - self.t0))
+
+    def agent_audio(self, reply_id: str, pcm: bytes) -> None:
+        """Keep a reply's received audio until :meth:`agent_played` says how much was heard."""
+        self._replies.setdefault(reply_id, []).append(pcm)
+
+    def agent_played(self, reply_id: str, heard_at: float | None, played_ms: float) -> None:
+        """Place the first ``played_ms`` of the reply's audio at ``heard_at`` (None: never played)."""
+        parts = self._replies.pop(reply_id, None)
+        if not parts or heard_at is None:
+            return
+        pcm = b"".join(parts)[: int(played_ms * RATE / 1000) * 2]
+        self.wav.add_agent(pcm, max(0.0, heard_at - self.t0))
+
+    def pending_replies(self) -> list[str]:
+        return list(self._replies)
+
+    def entry(self, role: str, text: str, now: float, **extra: Any) -> None:
+        self.entries.append({"at_s": self.at(now), "role": role, "text": text, **extra})
+
+    def write(self) -> tuple[Path, Path]:
+        base = self.directory / f"chat-{self.started}"
+        wav_path, json_path = base.with_suffix(".wav"), base.with_suffix(".json")
+        self.wav.write(wav_path)
+        doc = {**self.meta, "duration_s": round(self.wav.duration_s, 3), "wav": wav_path.name,
+               "transcript": self.entries}
+        try:
+            json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise AudioFileError(f"cannot write {json_path} ({exc.strerror or exc})",
+                                 "check the directory's permissions and free space") from None
+        return wav_path, json_path
+
+
+def prepare_dir(directory: Path) -> Path:
+    """Create ``directory`` if needed and check it is writable; AudioFileError (exit 6) if not."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AudioFileError(f"cannot create the recording directory {directory} ({exc.strerror or exc})",
+                             "pass a writable --record DIR") from None
+    if not directory.is_dir() or not os.access(directory, os.W_OK):
+        raise AudioFileError(f"the recording directory {directory} is not a writable directory",
+                             "pass a writable --record DIR")
+    return directory

@@ -1,0 +1,324 @@
+"""Audio devices through sounddevice/PortAudio: listing, selection, safe stream settings, and the
+callback streams of ``voicecli chat`` (design.md principles 5 and 7).
+
+sounddevice is imported lazily (:func:`backend`): on Linux its wheel has no PortAudio inside and
+``import sounddevice`` raises ``OSError`` when ``libportaudio2`` is missing (audio-lab.md section 1);
+that becomes an :class:`~voicecli.errors.AudioDeviceError` (exit 6) with the install hint.
+
+Selection (:func:`select_device`) and settings (:func:`choose_settings`) are pure functions over
+:class:`DeviceInfo` values and a ``supports(rate, channels)`` probe, so they are unit-tested on plain
+device dicts. A stream is only ever opened at a rate the device says it supports: its default rate
+first (never an assumed 24 kHz), then other common rates.
+
+Callback contract (principle 5): the input callback copies the block and hands it to the event loop
+with ``loop.call_soon_threadsafe``; the output callback only fills ``outdata`` from a
+:class:`~voicecli.audio.jitter.JitterBuffer` (plus a block counter for the stall watchdog). Neither
+blocks, logs or raises: an exception inside is recorded and ends the stream, and the owner learns
+about it through ``on_error`` (called on the loop), as it does for a stream PortAudio finished on
+its own (device unplugged, sound server gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voicecli.errors import AudioDeviceError
+
+PORTAUDIO_HINT = "install PortAudio: apt-get install libportaudio2 (Debian/Ubuntu), brew install portaudio (macOS)"
+DEVICES_HINT = "run `voicecli devices` to see them"
+FALLBACK_RATES = (48000, 44100, 24000, 32000, 16000, 96000, 22050, 8000)
+
+
+def backend() -> Any:
+    """The ``sounddevice`` module, or AudioDeviceError (exit 6) when PortAudio cannot be loaded."""
+    try:
+        import sounddevice
+    except OSError as exc:
+        raise AudioDeviceError(f"PortAudio is not available ({exc})", PORTAUDIO_HINT) from None
+    return sounddevice
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    index: int
+    name: str
+    hostapi: str
+    max_input_channels: int
+    max_output_channels: int
+    default_samplerate: float
+    default_input: bool = False
+    default_output: bool = False
+
+    def has(self, kind: str) -> bool:
+        """True if the device has channels of ``kind`` (``input`` or ``output``)."""
+        return (self.max_input_channels if kind == "input" else self.max_output_channels) > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "hostapi": self.hostapi,
+                "max_input_channels": self.max_input_channels,
+                "max_output_channels": self.max_output_channels,
+                "default_samplerate": self.default_samplerate,
+                "default_input": self.default_input, "default_output": self.default_output}
+
+
+def devices_from_dicts(devices: Sequence[dict[str, Any]], hostapis: Sequence[dict[str, Any]],
+                       default: Sequence[int]) -> list[DeviceInfo]:
+    """Build :class:`DeviceInfo` values from ``sd.query_devices()``-style dicts (pure).
+
+    ``default`` is ``[input_index, output_index]`` (``-1`` = none), like ``sd.default.device``."""
+    din, dout = (list(default) + [-1, -1])[:2]
+    out = []
+    for pos, dev in enumerate(devices):
+        index = int(dev.get("index", pos))
+        api_index = int(dev.get("hostapi", 0))
+        api = str(hostapis[api_index].get("name", "?")) if 0 <= api_index < len(hostapis) else "?"
+        out.append(DeviceInfo(index, str(dev.get("name", f"device {index}")), api,
+                              int(dev.get("max_input_channels", 0)), int(dev.get("max_output_channels", 0)),
+                              float(dev.get("default_samplerate", 0.0) or 0.0),
+                              index == din, index == dout))
+    return out
+
+
+def list_devices(sd: Any | None = None) -> list[DeviceInfo]:
+    """Every PortAudio device (an empty list on a machine without sound devices)."""
+    sd = sd or backend()
+    try:
+        default = list(sd.default.device)
+        return devices_from_dicts(list(sd.query_devices()), list(sd.query_hostapis()), default)
+    except sd.PortAudioError as exc:
+        raise AudioDeviceError(f"cannot list audio devices: {exc}", PORTAUDIO_HINT) from None
+
+
+def _describe(devices: Sequence[DeviceInfo], limit: int = 6) -> str:
+    shown = ", ".join(f"{d.index} {d.name!r}" for d in devices[:limit])
+    return shown + (f" and {len(devices) - limit} more" if len(devices) > limit else "")
+
+
+def select_device(devices: Sequence[DeviceInfo], spec: str | int | None, kind: str) -> DeviceInfo:
+    """The ``kind`` (``input``/``output``) device named by ``spec``.
+
+    ``None`` or ``""`` = the default device (or, with no default, the only/first device of that kind);
+    an integer (or digit string) = that device index; anything else = a case-insensitive substring
+    of the name, where an exact name match wins over substring matches. Raises AudioDeviceError
+    listing the candidates when nothing or more than one device matches."""
+    usable = [d for d in devices if d.has(kind)]
+    if not usable:
+        raise AudioDeviceError(f"no {kind} device found", "connect one, or check that the sound server "
+                                                          "runs (PulseAudio/PipeWire) and this user may use it")
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        for dev in usable:
+            if dev.default_input if kind == "input" else dev.default_output:
+                return dev
+        return usable[0]
+    text = str(spec).strip()
+    if isinstance(spec, int) or text.lstrip("-").isdigit():
+        index = int(text)
+        for dev in devices:
+            if dev.index == index:
+                if not dev.has(kind):
+                    raise AudioDeviceError(f"device {index} ({dev.name!r}) has no {kind} channels",
+                                           f"{kind} devices: {_describe(usable)}")
+                return dev
+        raise AudioDeviceError(f"there is no audio device {index}", f"{kind} devices: {_describe(usable)}; "
+                                                                    f"{DEVICES_HINT}")
+    needle = text.lower()
+    exact = [d for d in usable if d.name.lower() == needle]
+    matches = exact or [d for d in usable if needle in d.name.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise AudioDeviceError(f"no {kind} device matches {text!r}", f"{kind} devices: {_describe(usable)}; "
+                                                                    f"{DEVICES_HINT}")
+    raise AudioDeviceError(f"{len(matches)} {kind} devices match {text!r}: {_describe(matches)}",
+                           "use the index or a longer part of the name")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    device: DeviceInfo
+    kind: str
+    rate: int
+    channels: int
+
+
+Probe = Callable[[int, int], bool]   # (rate, channels) -> does the device accept it?
+
+
+def choose_settings(device: DeviceInfo, kind: str, supports: Probe) -> StreamSettings:
+    """Pick a rate and channel count the device accepts: its default rate first, then
+    :data:`FALLBACK_RATES`; mono if accepted, else stereo, else the device's own count (the
+    caller downmixes/duplicates). Raises AudioDeviceError when nothing is accepted."""
+    max_ch = device.max_input_channels if kind == "input" else device.max_output_channels
+    channel_options = [c for c in dict.fromkeys((1, 2, max_ch)) if 1 <= c <= max_ch]
+    rates = [int(device.default_samplerate)] if device.default_samplerate > 0 else []
+    rates += [r for r in FALLBACK_RATES if r not in rates]
+    for rate in rates:
+        for channels in channel_options:
+            if supports(rate, channels):
+                return StreamSettings(device, kind, rate, channels)
+    raise AudioDeviceError(f"{kind} device {device.index} ({device.name!r}) accepts none of the usual "
+                           f"sample rates", "pick another device; " + DEVICES_HINT)
+
+
+def probe_for(sd: Any, device: DeviceInfo, kind: str, dtype: str) -> Probe:
+    """A :data:`Probe` backed by ``sd.check_input_settings``/``check_output_settings``."""
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+
+    def supports(rate: int, channels: int) -> bool:
+        try:
+            check(device=device.index, channels=channels, dtype=dtype, samplerate=rate)
+        except Exception:  # PortAudioError or ValueError: not supported
+            return False
+        return True
+
+    return supports
+
+
+def resolve_stream(spec: str | int | None, kind: str, sd: Any | None = None,
+                   dtype: str = "float32") -> StreamSettings:
+    """Select the device for ``spec`` and the settings to open it with (see the two functions)."""
+    sd = sd or backend()
+    device = select_device(list_devices(sd), spec, kind)
+    return choose_settings(device, kind, probe_for(sd, device, kind, dtype))
+
+
+def _portaudio_message(exc: BaseException) -> str:
+    text = str(exc.args[0] if exc.args else exc)
+    return text.strip() or type(exc).__name__
+
+
+class _StreamBase:
+    """Owns one sounddevice stream; reports errors on the loop via ``on_error(message)``."""
+
+    def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop,
+                 on_error: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.on_error = on_error
+        self.stream: Any = None
+        self.blocks = 0                  # callbacks so far (the watchdog reads it)
+        self.status_flags = 0            # callbacks that reported an over/underflow
+        self.failure: str | None = None  # set from the callback thread; reported on the loop
+        self._closing = False
+        self._reported = False
+
+    @property
+    def latency_s(self) -> float:
+        """PortAudio's latency estimate for this stream (0.0 before it is open)."""
+        lat = getattr(self.stream, "latency", 0.0) if self.stream is not None else 0.0
+        return float(lat if isinstance(lat, (int, float)) else lat[0])
+
+    def _open(self, factory: Any, **kwargs: Any) -> None:
+        s = self.settings
+        try:
+            self.stream = factory(device=s.device.index, samplerate=s.rate, channels=s.channels,
+                                  finished_callback=self._finished, **kwargs)
+            self.stream.start()
+        except Exception as exc:
+            self.stream = None
+            raise AudioDeviceError(f"cannot open {s.kind} device {s.device.index} ({s.device.name!r}) "
+                                   f"at {s.rate} Hz: {_portaudio_message(exc)}",
+                                   "is another program holding it? pick one with --"
+                                   f"{s.kind}-device; {DEVICES_HINT}") from None
+
+    def _finished(self) -> None:  # PortAudio thread: the stream became inactive
+        if not self._closing:
+            self.loop.call_soon_threadsafe(self._report, self.failure or "the stream stopped by itself")
+
+    def _fail_from_callback(self, exc: BaseException) -> None:
+        self.failure = f"{type(exc).__name__}: {exc}"
+
+    def _report(self, why: str) -> None:
+        if self._closing or self._reported:
+            return
+        self._reported = True
+        s = self.settings
+        self.on_error(f"the {s.kind} device {s.device.name!r} stopped working ({why})")
+
+    def check_alive(self) -> None:
+        """Called by the owner's watchdog: report a stream PortAudio no longer runs."""
+        if self.stream is not None and not self._closing and not self.stream.active:
+            self._report(self.failure or "PortAudio stopped the stream")
+
+    def close(self) -> None:
+        """Stop and close (abort: queued audio is dropped, nothing drains). Idempotent."""
+        self._closing = True
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.abort(ignore_errors=True)
+                stream.close(ignore_errors=True)
+            except Exception:
+                pass
+
+
+class CaptureStream(_StreamBase):
+    """A float32 callback InputStream. Blocks are copied and delivered on the loop as
+    ``on_blocks(blocks, captured_at)``: a list of ``(frames, channels)`` float32 arrays, oldest first,
+    and the ``time.monotonic()`` when PortAudio delivered the last one.
+
+    ``wake_frames``: the loop is woken only when the frames captured so far cross a multiple of it
+    (the caller passes one ``input.audio`` chunk's worth at the device rate), so the loop wakes once
+    per chunk however small the device blocks are: small blocks keep capture latency low, batching
+    keeps CPU low. ``wake_frames=0`` wakes for every block."""
+
+    def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop,
+                 on_blocks: Callable[[list[np.ndarray], float], None], on_error: Callable[[str], None],
+                 blocksize: int, wake_frames: int = 0, sd: Any | None = None) -> None:
+        super().__init__(settings, loop, on_error)
+        self.on_blocks = on_blocks
+        self.wake_frames = max(0, wake_frames)
+        self._batch: list[np.ndarray] = []
+        self._frames = 0
+        self._next_wake = self.wake_frames
+        self._sd = sd or backend()
+        self._open(self._sd.InputStream, dtype="float32", blocksize=blocksize, latency="low",
+                   callback=self._callback)
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        try:
+            self.blocks += 1
+            if status:
+                self.status_flags += 1
+            self._batch.append(indata.copy())
+            self._frames += frames
+            if self._frames < self._next_wake:
+                return
+            while self._next_wake <= self._frames:
+                self._next_wake += self.wake_frames or frames
+            batch, self._batch = self._batch, []
+            self.loop.call_soon_threadsafe(self.on_blocks, batch, time.monotonic())
+        except RuntimeError:   # the loop is closed: we are shutting down
+            raise self._sd.CallbackAbort from None
+        except Exception as exc:
+            self._fail_from_callback(exc)
+            raise self._sd.CallbackAbort from None
+
+
+class PlaybackStream(_StreamBase):
+    """An int16 callback OutputStream fed only by ``buffer.pull_into(outdata)``."""
+
+    def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop, buffer: Any,
+                 on_error: Callable[[str], None], blocksize: int, sd: Any | None = None) -> None:
+        super().__init__(settings, loop, on_error)
+        self.buffer = buffer
+        self._sd = sd or backend()
+        self._open(self._sd.OutputStream, dtype="int16", blocksize=blocksize, latency="low",
+                   callback=self._callback)
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        try:
+            self.blocks += 1
+            if status:
+                self.status_flags += 1
+            self.buffer.pull_into(outdata)
+        except Exception as exc:
+            outdata.fill(0)
+            self._fail_from_callback(exc)
+            raise self._sd.CallbackAbort from None

@@ -1,0 +1,225 @@
+"""The audio commands: ``voicecli chat``, ``voicecli devices``, ``voicecli doctor`` (cli-contract.md).
+
+Imported by ``voicecli.cli`` at the end; registers on its ``app``. Thin like the rest of the CLI:
+heavy imports (numpy, sounddevice, websockets, rich live) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from voicecli.cli import (
+    AgentOpt,
+    ConfigOpt,
+    DebugOpt,
+    GreetingOpt,
+    JsonOpt,
+    KeyOpt,
+    LocalOpt,
+    ProfileOpt,
+    PromptOpt,
+    TokenOpt,
+    UrlOpt,
+    VoiceOpt,
+    app,
+    run_command,
+)
+from voicecli.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+
+DEFAULT_PREBUFFER_MS = 60
+
+
+class Duplex(str, Enum):
+    full = "full"
+    half = "half"
+
+
+InDevOpt = Annotated[str | None, typer.Option("--input-device", help="Microphone: index or part of the "
+                                                                         "name (see `voicecli devices`).")]
+OutDevOpt = Annotated[str | None, typer.Option("--output-device", help="Speaker: index or part of the "
+                                                                           "name (see `voicecli devices`).")]
+
+
+def _chat_output(json_mode: bool, no_ui: bool, debug: bool, view: Any, ptt: bool) -> Any:
+    from voicecli.ui.chatview import ChatLiveOutput, ChatPlainOutput
+    from voicecli.ui.output import JsonOutput
+    if json_mode:
+        return JsonOutput()
+    if no_ui or not sys.stdout.isatty() or not sys.stderr.isatty():
+        return ChatPlainOutput(verbose=debug)
+    keys = "keys: m mute/unmute | q quit" + (" | space talk/stop" if ptt else "") + " | Ctrl-C end"
+    return ChatLiveOutput(view, keys=keys, verbose=debug)
+
+
+def _pick(flag: Any, client: dict[str, Any], key: str, default: Any) -> Any:
+    """Flag > config file (``resolved.client``) > default."""
+    if flag is not None:
+        return flag
+    value = client.get(key)
+    return default if value is None else value
+
+
+@app.command()
+def chat(
+    url: UrlOpt = None,
+    local: LocalOpt = False,
+    api_key: KeyOpt = None,
+    token: TokenOpt = None,
+    system_prompt: PromptOpt = None,
+    greeting: GreetingOpt = None,
+    voice: VoiceOpt = None,
+    agent_id: AgentOpt = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    input_device: InDevOpt = None,
+    output_device: OutDevOpt = None,
+    duplex: Annotated[Duplex | None, typer.Option("--duplex", help="full (talk over the agent: barge-in) "
+                                                     "or half (mic closed while the agent speaks; for "
+                                                     "speakers without headphones) [default: full].")] = None,
+    prebuffer_ms: Annotated[int | None, typer.Option("--prebuffer-ms", min=0, max=2000, help="Agent audio "
+                                                        f"buffered before playback starts [default: "
+                                                        f"{DEFAULT_PREBUFFER_MS}].")] = None,
+    record: Annotated[Path | None, typer.Option("--record", help="Save a stereo WAV (you left, agent right) "
+                                                   "and a transcript JSON in this directory.")] = None,
+    chunk_ms: Annotated[int, typer.Option("--chunk-ms", min=20, max=100, help="input.audio chunk length "
+                                                                               "(ms).")] = 20,
+    ptt: Annotated[bool, typer.Option("--ptt", help="Push-to-talk: the mic is off until you press space "
+                                                    "(space again to stop).")] = False,
+    no_ui: Annotated[bool, typer.Option("--no-ui", help="Plain lines instead of the live view.")] = False,
+    json_mode: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Talk with the agent through your microphone and speaker, with live transcripts."""
+    from voicecli.app.chat import ChatOptions, ChatRunner
+    from voicecli.app.conversation import ConnectionSettings
+    from voicecli.app.endpoint import Endpoint
+    from voicecli.settings import CommonFlags, resolve
+    from voicecli.tools import ToolRunner
+    from voicecli.ui.chatview import ChatView
+
+    flags = CommonFlags(url=url, local=local, api_key=api_key, token=token, system_prompt=system_prompt,
+                        greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
+                        config_path=str(config) if config else None)
+
+    async def body() -> int:
+        resolved = resolve(flags)
+        client = dict(resolved.client or {})
+        mode = str(_pick(duplex.value if duplex else None, client, "duplex", "full"))
+        if mode not in ("full", "half"):
+            raise UsageError(f"duplex must be full or half, not {mode!r}")
+        record_dir = _pick(record, client, "record_dir", None)
+        opts = ChatOptions(input_device=_pick(input_device, client, "input_device", None),
+                           output_device=_pick(output_device, client, "output_device", None),
+                           duplex=mode, prebuffer_ms=int(_pick(prebuffer_ms, client, "prebuffer_ms",
+                                                               DEFAULT_PREBUFFER_MS)),
+                           chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
+                           keys=not json_mode)
+        view = ChatView()
+        output = _chat_output(json_mode, no_ui, debug, view, ptt)
+        try:
+            with Endpoint(resolved) as endpoint:
+                settings = ConnectionSettings(url=endpoint.url, session=resolved.session,
+                                              api_key=endpoint.api_key, token=endpoint.token)
+                return await ChatRunner(settings, opts, output, ToolRunner(resolved.tools), view).run()
+        finally:
+            output.close()
+
+    code = run_command(body, debug)
+    if code == EXIT_INTERRUPTED:
+        sys.stderr.write("voicecli: interrupted\n")
+    raise typer.Exit(code)
+
+
+@app.command()
+def devices(
+    json_mode: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List audio devices: index, name, host API, channels, default rate; defaults marked."""
+    from voicecli.audio import devices as dev
+    from voicecli.errors import AudioDeviceError
+
+    async def body() -> int:
+        found = dev.list_devices()
+        if json_mode:
+            print(json.dumps({"devices": [d.to_dict() for d in found]}, ensure_ascii=False), flush=True)
+        elif sys.stdout.isatty():
+            _devices_table(found)
+        else:
+            for d in found:
+                print("\t".join(_device_row(d)), flush=True)
+        if not found:
+            raise AudioDeviceError("no audio devices found", "is PulseAudio/PipeWire running for this user? "
+                                                             "is a sound card present?")
+        return EXIT_OK
+
+    raise typer.Exit(run_command(body, debug))
+
+
+def _device_row(d: Any) -> list[str]:
+    marks = ", ".join(m for m, on in (("default input", d.default_input), ("default output", d.default_output))
+                      if on)
+    return [str(d.index), d.name, d.hostapi, str(d.max_input_channels), str(d.max_output_channels),
+            f"{d.default_samplerate:.0f}", marks]
+
+
+def _devices_table(found: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(box=None, header_style="bold")
+    for col in ("index", "name", "host API", "in", "out", "default rate", "default"):
+        table.add_column(col, justify="right" if col in ("index", "in", "out", "default rate") else "left")
+    for d in found:
+        table.add_row(*_device_row(d))
+    Console(highlight=False, markup=False).print(table)
+
+
+@app.command()
+def doctor(
+    url: UrlOpt = None,
+    local: LocalOpt = False,
+    api_key: KeyOpt = None,
+    token: TokenOpt = None,
+    input_device: InDevOpt = None,
+    output_device: OutDevOpt = None,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.2, max=30, help="Microphone test length; "
+                                                                              "speak during it.")] = 1.5,
+    json_mode: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Self-test: PortAudio, devices and rates, a short mic recording, and the server and key."""
+    from voicecli.app import doctor as doc
+    from voicecli.app.conversation import ConnectionSettings
+    from voicecli.app.endpoint import Endpoint
+    from voicecli.settings import CommonFlags, resolve
+
+    async def body() -> int:
+        if not json_mode:
+            sys.stderr.write(f"voicecli doctor: recording {seconds:g} s from the microphone; say something\n")
+        checks = doc.audio_checks(input_device, output_device, seconds)
+        if local or url or api_key or token:
+            resolved = resolve(CommonFlags(url=url, local=local, api_key=api_key, token=token))
+            with Endpoint(resolved) as endpoint:
+                settings = ConnectionSettings(url=endpoint.url, session=resolved.session,
+                                              api_key=endpoint.api_key, token=endpoint.token)
+                checks.append(await doc.run_server_check(settings))
+        else:
+            checks.append(doc.Check("server", "skip", "not checked", "pass --local, or --url with --api-key "
+                                                                     "or --token"))
+        code = doc.exit_code(checks)
+        if json_mode:
+            print(json.dumps({"ok": code == EXIT_OK, "checks": [c.to_dict() for c in checks]},
+                             ensure_ascii=False), flush=True)
+        else:
+            for c in checks:
+                print(f"{c.status.upper():5} {c.name}: {c.detail}" + (f" ({c.hint})" if c.hint and
+                                                                      c.status != "ok" else ""), flush=True)
+        return code
+
+    raise typer.Exit(run_command(body, debug))

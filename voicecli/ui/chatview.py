@@ -1,0 +1,281 @@
+"""What ``voicecli chat`` shows: the conversation with captions revealed as they are spoken, and a
+status line (design.md principles 8-10).
+
+:class:`ChatView` is state fed from server events and playback positions; :func:`render_chat` is a
+pure function of it (tested as golden strings); :class:`ChatLiveOutput` shows it with ``rich.live``
+on stderr; :class:`ChatPlainOutput` is the piped/``--no-ui`` form (labelled lines on stdout).
+
+Captions (protocol.md 4.11): ``transcript.agent.delta`` arrive in a burst well ahead of the audio,
+each with ``start_ms``/``end_ms`` from the start of the reply's audio. A word is revealed once the
+reply's playback position (frames the device has played, minus its output latency) reaches its
+``start_ms``. An interrupted reply shows what was actually heard: the words whose ``end_ms`` was
+played, ``…`` if a word was cut, and how long it played.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from voicecli.protocol.events import ReplyStarted, TranscriptAgent, TranscriptAgentDelta
+from voicecli.session.client import Received
+from voicecli.ui.live import ConversationView, Line
+from voicecli.ui.output import PlainOutput
+from voicecli.ui.sanitize import clean
+
+METER_CELLS = 8
+METER_FLOOR_DB = -60.0
+
+# (text, start_ms, end_ms) of one spoken word
+Word = tuple[str, "int | None", "int | None"]
+
+
+def heard_text(words: list[Word], played_ms: float) -> str:
+    """The words fully played by ``played_ms``, plus ``…`` when the next word had started."""
+    out: list[str] = []
+    cut = False
+    for text, start, end in words:
+        if start is None or end is None or end <= played_ms:
+            out.append(text)
+        else:
+            cut = start < played_ms
+            break
+    joined = "".join(out).rstrip()
+    return joined + "…" if cut else joined
+
+
+def revealed_text(words: list[Word], played_ms: float) -> str:
+    """The words whose ``start_ms`` has been reached (words without timing show at once)."""
+    return "".join(t for t, start, _ in words if start is None or start <= played_ms).rstrip()
+
+
+@dataclass
+class ChatLine(Line):
+    heard_s: float | None = None      # interrupted: seconds of the reply that were played
+
+
+@dataclass
+class ChatStatus:
+    connection: str = "connecting"     # connecting | connected | reconnecting | ended
+    level_db: float = -100.0
+    muted: bool = False
+    ptt: bool | None = None            # None: no push-to-talk; True/False: talking or not
+    gated: bool = False                # half duplex: mic closed while the agent is audible
+    buffer_ms: float = 0.0
+    underruns: int = 0
+    last_total_ms: float | None = None
+    last_server_ms: float | None = None
+    last_local_ms: float | None = None
+
+
+@dataclass
+class ChatView(ConversationView):
+    """The conversation; agent lines are revealed by playback position."""
+
+    words: dict[str, list[Word]] = field(default_factory=dict)
+    played_ms: dict[str, float] = field(default_factory=dict)
+    completed: set[str] = field(default_factory=set)
+    chat: ChatStatus = field(default_factory=ChatStatus)
+
+    def apply(self, rec: Received) -> None:
+        ev = rec.event
+        if rec.stale:
+            return
+        if isinstance(ev, ReplyStarted):
+            self._agent_line(ev.reply_id)
+            self.words.setdefault(ev.reply_id, [])
+            self._trim_words()
+        elif isinstance(ev, TranscriptAgentDelta):
+            self.words.setdefault(ev.reply_id, []).append((clean(ev.delta), ev.start_ms, ev.end_ms))
+            self._reveal(ev.reply_id)
+        elif isinstance(ev, TranscriptAgent):
+            line = self._agent_line(ev.reply_id)
+            if not self.words.get(ev.reply_id):
+                self.words[ev.reply_id] = [(clean(ev.text), None, None)]
+            if ev.interrupted:
+                line.interrupted = True
+            else:
+                self.completed.add(ev.reply_id)
+            self._reveal(ev.reply_id)
+        else:
+            super().apply(rec)
+
+    def interrupted(self, reply_id: str, played_ms: float) -> None:
+        """The reply was cut at ``played_ms`` (local barge-in or ``reply.done`` interrupted)."""
+        line = self._agent_line(reply_id)
+        line.interrupted = True
+        self.played_ms[reply_id] = played_ms
+        line.text = heard_text(self.words.get(reply_id, []), played_ms)
+        if isinstance(line, ChatLine):
+            line.heard_s = played_ms / 1000.0
+        line.final = True
+
+    def set_played(self, reply_id: str, played_ms: float) -> None:
+        """Playback reached ``played_ms`` of ``reply_id`` (call as playback advances)."""
+        line = self._find("agent", reply_id)
+        if line is None or line.final:
+            return
+        self.played_ms[reply_id] = played_ms
+        self._reveal(reply_id)
+
+    def _agent_line(self, reply_id: str) -> Line:
+        return self._find("agent", reply_id) or self._add(ChatLine("agent", "", key=reply_id))
+
+    def _reveal(self, reply_id: str) -> None:
+        line = self._agent_line(reply_id)
+        if line.final:
+            return
+        words = self.words.get(reply_id, [])
+        played = self.played_ms.get(reply_id, 0.0)
+        if line.interrupted:
+            self.interrupted(reply_id, played)
+            return
+        line.text = revealed_text(words, played)
+        ends = [e for _, _, e in words if e is not None]
+        if reply_id in self.completed and (not ends or played >= max(ends)):
+            line.text = "".join(t for t, _, _ in words).rstrip()
+            line.final = True
+
+    def finish_all(self) -> None:
+        """At exit: show every agent line whole (what was received) and mark everything final."""
+        for line in self.lines:
+            if line.role == "agent" and not line.final and not line.interrupted:
+                line.text = "".join(t for t, _, _ in self.words.get(line.key, [])).rstrip() or line.text
+            line.final = True
+
+    def _trim_words(self) -> None:
+        while len(self.words) > 64:
+            old = next(iter(self.words))
+            self.words.pop(old)
+            self.played_ms.pop(old, None)
+            self.completed.discard(old)
+
+
+_STYLE = {"user": "bold cyan", "agent": "bold green", "tool": "bold magenta", "notice": "yellow"}
+
+
+def render_chat_line(line: Line) -> Text:
+    label = line.role
+    heard = getattr(line, "heard_s", None)
+    if line.interrupted:
+        label = f"agent (interrupted after {heard:.1f} s)" if heard is not None else "agent (interrupted)"
+    text = Text()
+    text.append(f"{label}: ", style=_STYLE.get(line.role, ""))
+    text.append(line.text, style="" if line.final else "dim")
+    return text
+
+
+def meter(level_db: float, cells: int = METER_CELLS) -> str:
+    """A text level meter: ``cells`` characters, full at 0 dBFS, empty at -60 dBFS."""
+    frac = (max(METER_FLOOR_DB, min(0.0, level_db)) - METER_FLOOR_DB) / -METER_FLOOR_DB
+    filled = round(frac * cells)
+    return "#" * filled + "." * (cells - filled)
+
+
+def status_text(s: ChatStatus, listening: bool) -> str:
+    """The one-line status: connection, mic (meter / muted / gated / push-to-talk), buffer, latency."""
+    parts = [s.connection + (", you are speaking" if listening else "")]
+    if s.muted:
+        mic = "mic muted"
+    elif s.ptt is False:
+        mic = "mic off (space to talk)"
+    elif s.gated:
+        mic = "mic closed while the agent speaks"
+    else:
+        mic = f"mic [{meter(s.level_db)}] {max(-99, round(s.level_db)):d} dB"
+    parts.append(mic)
+    parts.append(f"buffer {s.buffer_ms:.0f} ms" + (f", {s.underruns} underruns" if s.underruns else ""))
+    if s.last_total_ms is not None:
+        parts.append(f"turn {s.last_total_ms:.0f} ms (server {s.last_server_ms:.0f} + "
+                     f"local {s.last_local_ms:.0f})")
+    return " | ".join(parts)
+
+
+def render_chat(view: ChatView, height: int = 12, keys: str = "") -> RenderableType:
+    """The live region: the last ``height`` conversation lines, the status line, the key help."""
+    rows: list[RenderableType] = [render_chat_line(line) for line in view.lines[-height:]]
+    rows.append(Text(status_text(view.chat, view.listening), style="dim", no_wrap=True, overflow="ellipsis"))
+    if keys:
+        rows.append(Text(keys, style="dim"))
+    return Group(*rows)
+
+
+class ChatLiveOutput:
+    """Rich live view on stderr of a :class:`ChatView` the chat keeps up to date (it applies the
+    server events itself; :meth:`server_event` is a no-op). Finished lines scroll above the live
+    region; :meth:`refresh` redraws (the chat's ticker calls it)."""
+
+    def __init__(self, view: ChatView, keys: str = "", verbose: bool = False,
+                 console: Console | None = None, stream: IO[str] | None = None) -> None:
+        self.console = console or Console(file=stream or sys.stderr, highlight=False, markup=False)
+        self.view = view
+        self.keys = keys
+        self.verbose = verbose
+        self._printed = 0
+        self.live = Live(render_chat(self.view, keys=keys), console=self.console, refresh_per_second=10,
+                         transient=True, auto_refresh=False)
+        self.live.start()
+
+    def _scroll_finished(self) -> None:
+        lines, dropped = self.view.lines, self.view.dropped
+        self._printed = max(self._printed, dropped)
+        while self._printed - dropped < len(lines) and lines[self._printed - dropped].final:
+            self.live.console.print(render_chat_line(lines[self._printed - dropped]))
+            self._printed += 1
+
+    def refresh(self) -> None:
+        self._scroll_finished()
+        pending = ChatView(lines=self.view.lines[self._printed - self.view.dropped:],
+                           status=self.view.status, listening=self.view.listening, chat=self.view.chat)
+        self.live.update(render_chat(pending, keys=self.keys), refresh=True)
+
+    def server_event(self, rec: Received) -> None:
+        pass
+
+    def client_event(self, kind: str, **fields: Any) -> None:
+        if kind == "tool.result":
+            self.view.tool_result(str(fields.get("call_id", "")), str(fields.get("result", "")),
+                                  bool(fields.get("is_error")))
+
+    def notice(self, message: str, level: str = "info") -> None:
+        if level == "debug" and not self.verbose:
+            return
+        style = {"error": "bold red", "warning": "yellow"}.get(level, "dim")
+        self.live.console.print(Text(clean(message), style=style))
+
+    def close(self) -> None:
+        self.view.finish_all()
+        self._scroll_finished()
+        self.live.stop()
+
+
+class ChatPlainOutput(PlainOutput):
+    """Labelled plain lines on stdout (``user:``, ``agent:``, ``tool:``). Agent lines are printed
+    when the reply has been played (the chat's ``reply.heard`` event), not when its text arrives,
+    so an interrupted reply reads ``agent (interrupted after 1.2 s): <what was heard>``."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 verbose: bool = False) -> None:
+        super().__init__(labels=True, stdout=stdout, stderr=stderr, verbose=verbose)
+
+    def server_event(self, rec: Received) -> None:
+        if not isinstance(rec.event, TranscriptAgent):
+            super().server_event(rec)
+
+    def client_event(self, kind: str, **fields: Any) -> None:
+        if kind == "reply.heard":
+            text = clean(str(fields.get("text", "")))
+            played = fields.get("played_s")
+            if fields.get("interrupted"):
+                label = f"agent (interrupted after {played:.1f} s)" if isinstance(played, (int, float)) \
+                    else "agent (interrupted)"
+                self.out.line(f"{label}: {text}")
+            elif text:
+                self.out.line(f"agent: {text}")
+            return
+        super().client_event(kind, **fields)
