@@ -559,8 +559,8 @@ def check_client(eff: Effective) -> None:
     if duplex is not None and duplex not in ("full", "half"):
         raise _key_error(eff, "duplex", f"must be full or half, not {duplex!r}")
     pre = eff.get("prebuffer_ms")
-    if pre is not None and not 0 <= pre <= 5000:
-        raise _key_error(eff, "prebuffer_ms", "must be between 0 and 5000")
+    if pre is not None and not 0 <= pre <= 2000:
+        raise _key_error(eff, "prebuffer_ms", "must be between 0 and 2000")
     url = eff.get("url")
     if url is not None and not re.match(r"^wss?://[^/?#]+", url):
         raise _key_error(eff, "url", "must start with ws:// or wss:// and name a host",
