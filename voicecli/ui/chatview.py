@@ -14,17 +14,15 @@ played, ``…`` if a word was cut, and how long it played.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.text import Text
 
 from voicecli.protocol.events import ReplyStarted, TranscriptAgent, TranscriptAgentDelta
 from voicecli.session.client import Received
-from voicecli.ui.live import ConversationView, Line
+from voicecli.ui.live import ConversationView, Line, LiveOutput
 from voicecli.ui.output import PlainOutput
 from voicecli.ui.sanitize import clean
 
@@ -205,53 +203,31 @@ def render_chat(view: ChatView, height: int = 12, keys: str = "") -> RenderableT
     return Group(*rows)
 
 
-class ChatLiveOutput:
+class ChatLiveOutput(LiveOutput):
     """Rich live view on stderr of a :class:`ChatView` the chat keeps up to date (it applies the
     server events itself; :meth:`server_event` is a no-op). Finished lines scroll above the live
     region; :meth:`refresh` redraws (the chat's ticker calls it)."""
 
     def __init__(self, view: ChatView, keys: str = "", verbose: bool = False,
                  console: Console | None = None, stream: IO[str] | None = None) -> None:
-        self.console = console or Console(file=stream or sys.stderr, highlight=False, markup=False)
-        self.view = view
         self.keys = keys
-        self.verbose = verbose
-        self._printed = 0
-        self.live = Live(render_chat(self.view, keys=keys), console=self.console, refresh_per_second=10,
-                         transient=True, auto_refresh=False)
-        self.live.start()
+        self.chat_view = view
+        super().__init__(view, verbose, console, stream, auto_refresh=False)
 
-    def _scroll_finished(self) -> None:
-        lines, dropped = self.view.lines, self.view.dropped
-        self._printed = max(self._printed, dropped)
-        while self._printed - dropped < len(lines) and lines[self._printed - dropped].final:
-            self.live.console.print(render_chat_line(lines[self._printed - dropped]))
-            self._printed += 1
+    def _line(self, line: Line) -> RenderableType:
+        return render_chat_line(line)
 
-    def refresh(self) -> None:
-        self._scroll_finished()
-        pending = ChatView(lines=self.view.lines[self._printed - self.view.dropped:],
-                           status=self.view.status, listening=self.view.listening, chat=self.view.chat)
-        self.live.update(render_chat(pending, keys=self.keys), refresh=True)
+    def _region(self, lines: list[Line]) -> RenderableType:
+        v = self.chat_view
+        return render_chat(ChatView(lines=lines, status=v.status, listening=v.listening, chat=v.chat),
+                           keys=self.keys)
 
     def server_event(self, rec: Received) -> None:
         pass
 
-    def client_event(self, kind: str, **fields: Any) -> None:
-        if kind == "tool.result":
-            self.view.tool_result(str(fields.get("call_id", "")), str(fields.get("result", "")),
-                                  bool(fields.get("is_error")))
-
-    def notice(self, message: str, level: str = "info") -> None:
-        if level == "debug" and not self.verbose:
-            return
-        style = {"error": "bold red", "warning": "yellow"}.get(level, "dim")
-        self.live.console.print(Text(clean(message), style=style))
-
     def close(self) -> None:
-        self.view.finish_all()
-        self._scroll_finished()
-        self.live.stop()
+        self.chat_view.finish_all()
+        super().close()
 
 
 class ChatPlainOutput(PlainOutput):

@@ -17,8 +17,16 @@ from rich.live import Live
 from rich.text import Text
 
 from voicecli.protocol.events import (
-    InputSpeechStarted, InputSpeechStopped, ReplyStarted, SessionError, SessionReady, ToolCall,
-    TranscriptAgent, TranscriptAgentDelta, TranscriptUser, TranscriptUserDelta,
+    InputSpeechStarted,
+    InputSpeechStopped,
+    ReplyStarted,
+    SessionError,
+    SessionReady,
+    ToolCall,
+    TranscriptAgent,
+    TranscriptAgentDelta,
+    TranscriptUser,
+    TranscriptUserDelta,
 )
 from voicecli.session.client import Received
 from voicecli.ui.sanitize import clean
@@ -112,41 +120,47 @@ def render(view: ConversationView, height: int = 12) -> RenderableType:
 
 
 class LiveOutput:
-    """Rich live view on stderr. Finished lines scroll above the live region."""
+    """Rich live view on stderr of a :class:`ConversationView`. Finished lines scroll above the live
+    region. Subclasses change how lines and the region render (:meth:`_line`, :meth:`_region`)."""
 
-    def __init__(self, verbose: bool = False, console: Console | None = None,
-                 stream: IO[str] | None = None) -> None:
+    def __init__(self, view: ConversationView | None = None, verbose: bool = False,
+                 console: Console | None = None, stream: IO[str] | None = None,
+                 auto_refresh: bool = True) -> None:
         self.console = console or Console(file=stream or sys.stderr, highlight=False, markup=False)
-        self.view = ConversationView()
+        self.view = view if view is not None else ConversationView()
         self.verbose = verbose
-        self._printed = 0
-        self.live = Live(render(self.view), console=self.console, refresh_per_second=12,
-                         transient=True, auto_refresh=True)
+        self._printed = 0          # absolute index of the next line to scroll out
+        self.live = Live(self._region(self.view.lines), console=self.console, refresh_per_second=12,
+                         transient=True, auto_refresh=auto_refresh)
         self.live.start()
+
+    def _line(self, line: Line) -> RenderableType:
+        return render_line(line)
+
+    def _region(self, lines: list[Line]) -> RenderableType:
+        return render(ConversationView(lines, self.view.status, self.view.listening))
 
     def _scroll_finished(self) -> None:
         # Lines are printed above the live region once final, in order.
-        lines = self.view.lines
-        self._printed = max(self._printed, self.view.dropped)
-        while self._printed - self.view.dropped < len(lines) and lines[self._printed - self.view.dropped].final:
-            self.live.console.print(render_line(lines[self._printed - self.view.dropped]))
+        lines, dropped = self.view.lines, self.view.dropped
+        self._printed = max(self._printed, dropped)
+        while self._printed - dropped < len(lines) and lines[self._printed - dropped].final:
+            self.live.console.print(self._line(lines[self._printed - dropped]))
             self._printed += 1
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
         self._scroll_finished()
-        pending = ConversationView(self.view.lines[self._printed - self.view.dropped:], self.view.status,
-                                   self.view.listening)
-        self.live.update(render(pending))
+        self.live.update(self._region(self.view.lines[self._printed - self.view.dropped:]), refresh=True)
 
     def server_event(self, rec: Received) -> None:
         self.view.apply(rec)
-        self._refresh()
+        self.refresh()
 
     def client_event(self, kind: str, **fields: Any) -> None:
         if kind == "tool.result":
             self.view.tool_result(str(fields.get("call_id", "")), str(fields.get("result", "")),
                                   bool(fields.get("is_error")))
-            self._refresh()
+            self.refresh()
 
     def notice(self, message: str, level: str = "info") -> None:
         if level == "debug" and not self.verbose:

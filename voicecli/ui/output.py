@@ -17,7 +17,10 @@ import time
 from typing import IO, Any, Protocol
 
 from voicecli.protocol.events import (
-    ToolCall, TranscriptAgent, TranscriptUser, summarize_raw,
+    ToolCall,
+    TranscriptAgent,
+    TranscriptUser,
+    summarize_raw,
 )
 from voicecli.session.client import Received
 from voicecli.ui.sanitize import clean
