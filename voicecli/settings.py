@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicecli.app.transport import is_loopback
 from voicecli.errors import ConfigError, UsageError
 
 DEFAULT_URL = "wss://agents.assemblyai.com/v1/ws"
@@ -609,12 +610,13 @@ def resolve(flags: CommonFlags) -> Resolved:
     check_client(eff)
     local = bool(eff.get("local"))
     api_key, token = eff.get("api_key"), eff.get("token")
-    if not local and not api_key and not token:
+    url = eff.get("url") or DEFAULT_URL
+    if not local and not api_key and not token and not is_loopback(url):
+        # A server on this machine (`voicecli serve`) may need no key; any other does.
         raise UsageError("no API key: set ASSEMBLYAI_API_KEY, or pass --api-key or --token, or add "
                          f"api_key to {eff.path}", "or add --local to use the embedded local server")
     runners, wire = build_tools(eff)
     session = session_config(eff, wire)
-    url = eff.get("url") or DEFAULT_URL
     return Resolved(url=url, local=local, session=session, api_key=api_key, token=token, tools=runners,
                     client=client_settings(eff, url), config_path=eff.path if eff.exists else None,
                     profile=eff.profile)

@@ -137,11 +137,13 @@ def test_auth_header_and_query_token(keyed) -> None:  # type: ignore[no-untyped-
     run(main())
 
 
-def test_any_key_accepted_without_api_key_but_credential_required(srv: ServerThread) -> None:
+def test_open_server_accepts_any_key_or_none_keyed_server_needs_one(srv: ServerThread, keyed) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         async with client(srv.url, key="anything-at-all") as c:
             await c.start()
-        assert_unauthorized(await refused(srv.url, key=None))
+        async with client(srv.url, key=None) as c:
+            await c.start()
+        assert_unauthorized(await refused(keyed.url, key=None))
     run(main())
 
 

@@ -216,9 +216,13 @@ def test_world_readable_file_with_a_key_warns(tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr().err == ""
 
 
-def test_missing_key_is_a_usage_error() -> None:
+def test_missing_key_is_a_usage_error_except_for_a_server_on_this_machine() -> None:
     with pytest.raises(UsageError, match="no API key"):
         resolve(CommonFlags())
+    with pytest.raises(UsageError, match="no API key"):
+        resolve(CommonFlags(url="ws://192.0.2.1:8765/v1/ws"))
+    local = resolve(CommonFlags(url="ws://127.0.0.1:8765/v1/ws"))
+    assert local.api_key is None and local.token is None
 
 
 def test_config_example_loads_with_every_profile() -> None:

@@ -106,8 +106,8 @@ class Credentials:
 
         ``authorization`` is the raw header value (``Bearer <key|token|resume_token>``);
         ``query_token`` the ``?token=`` value. The header wins when both are present. Raises
-        :class:`AuthFailure` when no credential is given or it is refused; redeeming a
-        temporary token uses it up."""
+        :class:`AuthFailure` when a credential is refused, or none is given to a server that has
+        an API key; redeeming a temporary token uses it up."""
         if authorization is not None and authorization.strip():
             scheme, _, value = authorization.strip().partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
@@ -126,4 +126,6 @@ class Credentials:
                 session_id, owner = self._resume[query_token]
                 return Identity(owner, "resume", resume_session_id=session_id)
             return self._redeem(query_token, now)
+        if self.api_key is None:   # an open server (no --api-key): a bare connection is fine too
+            return Identity("anonymous", "open")
         raise AuthFailure("Missing authorization: send 'Authorization: Bearer <API key>' or ?token=")
