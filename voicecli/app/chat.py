@@ -319,7 +319,10 @@ class ChatRunner:
         if self.buffer.is_gated(rid):
             return
         flushed = self.playback.interrupt(rid)
-        if rid == self.conv.session.current_reply or server_side:
+        if server_side:
+            # Only the server's word ends the reply for the session (its tool results dropped):
+            # input.speech.started may be a back-channel the server does not treat as a barge-in,
+            # and then the reply's tool results must still go out at its reply.done (protocol.md 6.3).
             self.conv.session.interrupt(rid)
         played = self.buffer.played_ms(rid)
         self.barge_ins += 1
