@@ -1,5 +1,5 @@
-"""Config loading (voicecli/settings.py): precedence flag > environment > file (profile over top
-level) > default, sources, and every error path. Real files in tmp_path; no event loop."""
+"""Config loading (voicecli/config.py, voicecli/settings.py): precedence flag > environment > file
+(profile over top level) > default, sources, and every error path. Real files in tmp_path; no event loop."""
 
 from __future__ import annotations
 
