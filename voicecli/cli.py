@@ -10,13 +10,16 @@ import sys
 from collections.abc import Callable, Coroutine
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from voicecli import __version__
 from voicecli.errors import (
-    EXIT_INTERRUPTED, EXIT_OK, UsageError, VoicecliError,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    VoicecliError,
 )
 
 app = typer.Typer(
@@ -74,23 +77,23 @@ def main_callback(
 # shared option types
 # ------------------------------------------------------------------------------------------
 
-UrlOpt = Annotated[Optional[str], typer.Option("--url", envvar="VOICECLI_URL",
+UrlOpt = Annotated[str | None, typer.Option("--url", envvar="VOICECLI_URL",
                                                help=f"Server URL [default: {DEFAULT_URL}].")]
 LocalOpt = Annotated[bool, typer.Option("--local", help="Start the embedded local server and talk to it "
                                                         "(no account, no network).")]
-KeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="ASSEMBLYAI_API_KEY", show_envvar=True,
+KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="ASSEMBLYAI_API_KEY", show_envvar=True,
                                                help="API key (sent as a Bearer header).", show_default=False)]
-TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Temporary token (sent as ?token=).",
+TokenOpt = Annotated[str | None, typer.Option("--token", help="Temporary token (sent as ?token=).",
                                                  show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="NDJSON events on stdout.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug notices on stderr.")]
-PromptOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="Inline system prompt.")]
-GreetingOpt = Annotated[Optional[str], typer.Option("--greeting", help="Greeting spoken first, verbatim.")]
-VoiceOpt = Annotated[Optional[str], typer.Option("--voice", help="Agent voice (e.g. alba, anna, george).")]
-AgentOpt = Annotated[Optional[str], typer.Option("--agent-id", help="Use a stored agent (no inline fields).")]
-ProfileOpt = Annotated[Optional[str], typer.Option("--profile", envvar="VOICECLI_PROFILE",
+PromptOpt = Annotated[str | None, typer.Option("--system-prompt", help="Inline system prompt.")]
+GreetingOpt = Annotated[str | None, typer.Option("--greeting", help="Greeting spoken first, verbatim.")]
+VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Agent voice (e.g. alba, anna, george).")]
+AgentOpt = Annotated[str | None, typer.Option("--agent-id", help="Use a stored agent (no inline fields).")]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", envvar="VOICECLI_PROFILE",
                                                    help="Named profile from the config file.")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", envvar="VOICECLI_CONFIG",
+ConfigOpt = Annotated[Path | None, typer.Option("--config", envvar="VOICECLI_CONFIG",
                                                    help="Config file (default: the user config dir).")]
 
 
@@ -123,7 +126,7 @@ def ask(
     agent_id: AgentOpt = None,
     json_mode: JsonOpt = False,
     transcript: Annotated[bool, typer.Option("--transcript", help="Also print user:/agent: lines.")] = False,
-    save_reply: Annotated[Optional[Path], typer.Option("--save-reply", help="Write the agent's audio "
+    save_reply: Annotated[Path | None, typer.Option("--save-reply", help="Write the agent's audio "
                                                        "(24 kHz mono PCM16 WAV).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each reply.")] = 30.0,
     pace: Annotated[Pace, typer.Option("--pace", help="realtime, or fast for servers that allow it.")]
@@ -134,7 +137,7 @@ def ask(
                                           help="input.audio chunk length (ms).")] = 50,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
-    barge_in_after: Annotated[Optional[int], typer.Option(
+    barge_in_after: Annotated[int | None, typer.Option(
         "--barge-in-after", min=0, help="Start the next file this many ms into the agent's reply "
                                         "(tests the agent's interruption handling).")] = None,
     debug: DebugOpt = False,
@@ -178,15 +181,15 @@ def ask(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 = a free port).")] = 8765,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="VOICECLI_SERVE_API_KEY",
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="VOICECLI_SERVE_API_KEY",
                                                    show_envvar=True, show_default=False,
                                                    help="Require this key (or a token minted with it).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="default, or scripted (a test double driven by "
                                                          "a scenario).")] = "default",
-    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Scenario name or file for the "
+    scenario: Annotated[str | None, typer.Option("--scenario", help="Scenario name or file for the "
                                                                        "scripted engine.")] = None,
     tts: Annotated[str, typer.Option("--tts", help="espeak (real words) or tone (test double).")] = "espeak",
-    fault: Annotated[Optional[str], typer.Option("--fault", help="Fault switches for tests, e.g. "
+    fault: Annotated[str | None, typer.Option("--fault", help="Fault switches for tests, e.g. "
                                                  "drop-after-replies=1,refuse-resume,unknown-events,"
                                                  "ready-delay=500.")] = None,
     no_rate_check: Annotated[bool, typer.Option("--no-rate-check", help="Accept input audio faster than "

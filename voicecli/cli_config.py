@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -116,7 +116,7 @@ def config_show(
     url: UrlOpt = None,
     local: LocalOpt = False,
     api_key: KeyOpt = None,
-    token: Annotated[Optional[str], typer.Option("--token", help="Temporary token (shown redacted).",
+    token: Annotated[str | None, typer.Option("--token", help="Temporary token (shown redacted).",
                                                  show_default=False)] = None,
     system_prompt: PromptOpt = None,
     greeting: GreetingOpt = None,
@@ -255,7 +255,7 @@ def mint_token(ws_url: str, api_key: str, expires_in: int, max_duration: int | N
 def token(
     expires_in: Annotated[int, typer.Option("--expires-in", min=1, max=600,
                                             help="Seconds the token may be redeemed in.")] = 300,
-    max_session_duration: Annotated[Optional[int], typer.Option(
+    max_session_duration: Annotated[int | None, typer.Option(
         "--max-session-duration", min=60, max=10800,
         help="Cap on the session's length in seconds [server default: 10800].")] = None,
     url: UrlOpt = None,

@@ -10,8 +10,13 @@ import pytest
 
 from voicecli.protocol import events as ev
 from voicecli.protocol.events import (
-    LocalProtocolError, RemoteProtocolError, decode_client_event, decode_server_event, encode,
-    encode_server, summarize_raw,
+    LocalProtocolError,
+    RemoteProtocolError,
+    decode_client_event,
+    decode_server_event,
+    encode,
+    encode_server,
+    summarize_raw,
 )
 
 CLIENT_EVENTS = [

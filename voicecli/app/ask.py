@@ -14,13 +14,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voicecli.app.conversation import Conversation, ConnectionSettings
+from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.toolcalls import ToolDispatcher
 from voicecli.audio.files import DecodedAudio, chunk_pcm, silence
 from voicecli.audio.wav import write_wav
 from voicecli.errors import ServerError, TimeoutExpired
 from voicecli.protocol.events import (
-    InputSpeechStopped, ReplyAudio, ReplyDone, ReplyStarted, SessionError, ToolCall, TranscriptAgent,
+    InputSpeechStopped,
+    ReplyAudio,
+    ReplyDone,
+    ReplyStarted,
+    SessionError,
+    ToolCall,
+    TranscriptAgent,
     TranscriptUser,
 )
 from voicecli.session.client import Received

@@ -22,9 +22,20 @@ from typing import Any
 from voicecli.app import transport
 from voicecli.errors import AuthError, ConnectError, ServerError, TimeoutExpired, VoicecliError
 from voicecli.protocol.events import (
-    ClientEvent, RemoteProtocolError, SessionEnded, SessionError, SessionReady,
+    ClientEvent,
+    RemoteProtocolError,
+    SessionEnded,
+    SessionError,
+    SessionReady,
 )
-from voicecli.session.client import AUTH_CODES, FATAL_CODES, RESUME_FAILED_CODES, ClientSession, Received, State
+from voicecli.session.client import (
+    AUTH_CODES,
+    FATAL_CODES,
+    RESUME_FAILED_CODES,
+    ClientSession,
+    Received,
+    State,
+)
 from voicecli.ui.output import Output
 from voicecli.ui.sanitize import clean
 
@@ -87,7 +98,7 @@ class Conversation:
             try:
                 await self._flush()
                 await asyncio.wait_for(self.finished.wait(), self.settings.end_timeout)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 self.output.notice("the server did not confirm session.ended; closing anyway", "debug")
             except VoicecliError:
                 pass
@@ -195,7 +206,7 @@ class Conversation:
                                      "the server accepted the connection but never started the session")
             try:
                 frame = await asyncio.wait_for(ws.recv(), remaining)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 continue
             except ConnectionClosed as exc:
                 self._ws = None

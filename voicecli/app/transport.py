@@ -3,7 +3,6 @@ exception tree. No protocol rules here (those live in ``voicecli.session``)."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import random
 import socket
@@ -93,7 +92,7 @@ async def connect(url: str, api_key: str | None = None, token: str | None = None
                           "check the URL path (e.g. /v1/ws)") from None
     except InvalidURI:
         raise UsageError(f"invalid server URL {shown!r}") from None
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         raise ConnectError(f"timed out connecting to {shown}", "is the server up?") from None
     except socket.gaierror:
         raise ConnectError(f"cannot resolve the host of {shown}", "check the URL and network") from None

@@ -2,8 +2,16 @@
 
 Imports nothing from asyncio, websockets, sounddevice or rich (enforced by a test)."""
 
-from voicecli.protocol.events import *  # noqa: F401,F403
+from voicecli.protocol.events import *
 from voicecli.protocol.events import (  # noqa: F401
-    ClientEvent, LocalProtocolError, ProtocolError, RemoteProtocolError, ServerEvent,
-    decode_client_event, decode_server_event, encode, encode_server, summarize_raw,
+    ClientEvent,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    ServerEvent,
+    decode_client_event,
+    decode_server_event,
+    encode,
+    encode_server,
+    summarize_raw,
 )

@@ -23,9 +23,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicecli.protocol.events import (
-    ClientEvent, InputAudio, InputSpeechStarted, LocalProtocolError, ReplyAudio, ReplyDone,
-    ReplyStarted, ServerEvent, SessionEnd, SessionEnded, SessionError, SessionReady, SessionResume,
-    SessionUpdate, ToolCall, ToolResult, TranscriptAgentDelta, decode_server_event, encode,
+    ClientEvent,
+    InputAudio,
+    InputSpeechStarted,
+    LocalProtocolError,
+    ReplyAudio,
+    ReplyDone,
+    ReplyStarted,
+    ServerEvent,
+    SessionEnd,
+    SessionEnded,
+    SessionError,
+    SessionReady,
+    SessionResume,
+    SessionUpdate,
+    ToolCall,
+    ToolResult,
+    TranscriptAgentDelta,
+    decode_server_event,
+    encode,
 )
 
 RESUME_WINDOW_S = 30.0
@@ -168,9 +184,7 @@ class ClientSession:
             self._supersede(event.reply_id)
             self.current_reply = event.reply_id
             self.reply_done_latest = False
-        elif isinstance(event, InputSpeechStarted):
-            self.reply_done_latest = False
-        elif isinstance(event, TranscriptAgentDelta):
+        elif isinstance(event, InputSpeechStarted) or isinstance(event, TranscriptAgentDelta):
             self.reply_done_latest = False
         elif isinstance(event, ToolCall):
             if event.call_id in self._call_reply:
