@@ -53,7 +53,7 @@ def _chat_output(json_mode: bool, no_ui: bool, debug: bool, view: Any, ptt: bool
         return JsonOutput()
     if no_ui or not sys.stdout.isatty() or not sys.stderr.isatty():
         return ChatPlainOutput(verbose=debug)
-    keys = "keys: m mute/unmute | q quit" + (" | space talk/stop" if ptt else "") + " | Ctrl-C end"
+    keys = "keys: m mute/unmute | r agent speaks | q quit" + (" | space talk/stop" if ptt else "") + " | Ctrl-C end"
     return ChatLiveOutput(view, keys=keys, verbose=debug)
 
 

@@ -43,6 +43,7 @@ from voicecli.protocol.events import (
     InputSpeechStarted,
     InputSpeechStopped,
     ReplyAudio,
+    ReplyCreate,
     ReplyDone,
     ReplyStarted,
     SessionReady,
@@ -137,7 +138,7 @@ class ChatRunner:
             if not await self._until_stopped(self.conv.open()):
                 return self._finish_code()
             if self.opts.keys and keys.start():
-                self.output.notice("talk now; keys: m mute, q quit" + (", space talk/stop" if self.opts.ptt
+                self.output.notice("talk now; keys: m mute, r agent speaks, q quit" + (", space talk/stop" if self.opts.ptt
                                                                         else ""), "debug")
             tasks = [loop.create_task(self._sender()), loop.create_task(self._ticker())]
             finished = loop.create_task(self.conv.finished.wait())
@@ -228,6 +229,11 @@ class ChatRunner:
             self.output.notice("microphone muted" if self.muted else "microphone on", "debug")
         elif ch == " " and self.opts.ptt:
             self.talking = not self.talking
+        elif ch in ("r", "R") and self.conv.session.ready:
+            # "speak now": a reply without a user turn (protocol.md 3.4)
+            task = asyncio.get_running_loop().create_task(self.conv.send(ReplyCreate()))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self.output.notice("asked the agent to speak (reply.create)", "debug")
 
     # ------------------------------------------------------------------ devices
 

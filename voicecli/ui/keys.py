@@ -1,4 +1,4 @@
-"""Single-key controls for ``voicecli chat`` (m = mute, q = quit, space = push-to-talk).
+"""Single-key controls for ``voicecli chat`` (m = mute, r = agent speaks now, q = quit, space = push-to-talk).
 
 Only when stdin is a terminal: it is put in cbreak mode (keys arrive one by one, no echo; Ctrl-C
 still raises SIGINT) and read by the event loop with ``add_reader``. The previous terminal settings
