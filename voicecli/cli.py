@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine
 from enum import Enum
@@ -135,6 +136,9 @@ def ask(
                                                   help="Silence (ms) sent after each file.")] = 1000,
     chunk_ms: Annotated[int, typer.Option("--chunk-ms", min=20, max=100,
                                           help="input.audio chunk length (ms).")] = 50,
+    expect: Annotated[list[str] | None, typer.Option(
+        "--expect", help="A regular expression the agent's reply to the Nth file must match (give it once "
+                         "per file, in order; case-insensitive). Any mismatch: exit 1.")] = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
     barge_in_after: Annotated[int | None, typer.Option(
@@ -155,6 +159,14 @@ def ask(
                         config_path=str(config) if config else None)
 
     async def body() -> None:
+        if expect and len(expect) > len(files):
+            raise UsageError(f"{len(expect)} --expect patterns for {len(files)} file(s)",
+                             "give at most one --expect per file")
+        for pattern in expect or []:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise UsageError(f"--expect {pattern!r} is not a valid regular expression: {exc}") from None
         audio = load_audio_files(files)            # bad files fail before connecting (exit 6)
         resolved = resolve(flags)                  # bad settings fail before connecting (exit 2)
         output = make_output(json_mode, transcript, debug)
@@ -164,7 +176,8 @@ def ask(
                                               api_key=endpoint.api_key, token=endpoint.token)
                 await run_ask(settings, audio, AskOptions(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
-                    timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after), output,
+                    timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after,
+                    expect=list(expect or [])), output,
                     ToolRunner(resolved.tools))
         finally:
             output.close()

@@ -78,5 +78,9 @@ class AudioDeviceError(AudioError):
     """No device, an unusable device, or PortAudio failing mid-session."""
 
 
+class ExpectationFailed(VoicecliError):
+    """``ask --expect``: a reply did not say what the script expected (exit 1)."""
+
+
 class TimeoutExpired(VoicecliError):
     exit_code = EXIT_TIMEOUT

@@ -210,3 +210,24 @@ def test_ctrl_c_ends_the_session_and_exits_130(scripted_server: Served) -> None:
     assert proc.returncode == 130, err
     assert seen[-1] == "session.ended"
     assert "Traceback" not in err
+
+
+def test_expect_passes_and_fails_per_turn(scripted_server: Served) -> None:
+    url = scripted_server.at(scenario="echo")
+    ok = run_cli("ask", HELLO, THANKS, "--url", url, *KEY, *FAST, "--expect", "scripted agent",
+                 "--expect", "fine, THANK you")
+    assert ok.code == 0, ok.stderr
+    bad = run_cli("ask", HELLO, THANKS, "--url", url, *KEY, *FAST, "--expect", "scripted agent",
+                  "--expect", "weather", "--json")
+    assert bad.code == 1
+    assert "turn 2 (thanks.wav): the reply does not match 'weather'" in bad.stderr
+    checks = [e for e in ndjson(bad.stdout) if e["type"] == "voicecli.expect"]
+    assert [c["ok"] for c in checks] == [True, False]
+    assert ndjson(bad.stdout)[-1]["type"] == "voicecli.expect"     # every turn ran first
+
+
+def test_expect_is_checked_before_connecting() -> None:
+    too_many = run_cli("ask", HELLO, "--url", "ws://127.0.0.1:9/v1/ws", "--expect", "a", "--expect", "b")
+    assert too_many.code == 2 and "2 --expect patterns for 1 file" in too_many.stderr
+    bad_regex = run_cli("ask", HELLO, "--url", "ws://127.0.0.1:9/v1/ws", "--expect", "(")
+    assert bad_regex.code == 2 and "not a valid regular expression" in bad_regex.stderr

@@ -10,6 +10,7 @@ tool call pending (a reply that made tool calls is followed by the server's foll
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.toolcalls import ToolDispatcher
 from voicecli.audio.files import DecodedAudio, chunk_pcm, silence
 from voicecli.audio.wav import write_wav
-from voicecli.errors import ServerError, TimeoutExpired
+from voicecli.errors import ExpectationFailed, ServerError, TimeoutExpired
 from voicecli.protocol.events import (
     InputSpeechStopped,
     ReplyAudio,
@@ -32,6 +33,7 @@ from voicecli.protocol.events import (
 from voicecli.session.client import Received
 from voicecli.tools import ToolRunner
 from voicecli.ui.output import Output
+from voicecli.ui.sanitize import clean
 
 
 @dataclass
@@ -42,6 +44,7 @@ class AskOptions:
     timeout_s: float = 30.0           # per turn, from the end of the file
     save_reply: Path | None = None
     barge_in_after_ms: int | None = None   # start the next file this long into the agent's reply
+    expect: list[str] = field(default_factory=list)   # regex per turn, in order; checked at the end
 
 
 @dataclass
@@ -61,6 +64,7 @@ class TurnTracker:
     def __init__(self, conv: Conversation, keep_audio: bool) -> None:
         self.conv = conv
         self.turn: _Turn | None = None
+        self.turns: dict[int, _Turn] = {}
         self.audio = bytearray() if keep_audio else None
         self.current_reply: str | None = None
         self.greeting_done = asyncio.get_running_loop().create_future()
@@ -69,6 +73,7 @@ class TurnTracker:
 
     def begin(self, index: int) -> _Turn:
         self.turn = _Turn(index, asyncio.get_running_loop().create_future())
+        self.turns[index] = self.turn     # the last attempt of each turn
         return self.turn
 
     def on_event(self, rec: Received) -> None:
@@ -201,6 +206,27 @@ async def run_ask(settings: ConnectionSettings, files: list[DecodedAudio], opts:
     if opts.save_reply is not None and tracker.audio is not None:
         write_wav(opts.save_reply, bytes(tracker.audio))
         output.notice(f"saved {len(tracker.audio) / 48000:.2f} s of agent audio to {opts.save_reply}")
+    check_expectations(opts.expect, files, tracker.turns, output)
+
+
+def check_expectations(expect: list[str], files: list[DecodedAudio], turns: dict[int, _Turn],
+                       output: Output) -> None:
+    """``--expect``: the agent's words in turn i must match the i-th pattern (a case-insensitive
+    regular expression, searched). Every turn is checked; a mismatch raises ExpectationFailed."""
+    failed = 0
+    for index, pattern in enumerate(expect):
+        turn = turns.get(index)
+        said = " ".join(turn.agent_text) if turn is not None else ""
+        ok = re.search(pattern, said, re.IGNORECASE) is not None
+        name = Path(files[index].path).name
+        output.client_event("expect", turn=index + 1, file=name, pattern=pattern, ok=ok)
+        if not ok:
+            failed += 1
+            output.notice(f"turn {index + 1} ({name}): the reply does not match {pattern!r}: "
+                          f"{clean(said, 300)!r}", "error")
+    if failed:
+        raise ExpectationFailed(f"{failed} of {len(expect)} expectation(s) failed",
+                                "see the lines above for what the agent said")
 
 
 async def _stream_turn(conv: Conversation, audio: DecodedAudio, opts: AskOptions, pump: SilencePump) -> int:
