@@ -231,3 +231,31 @@ def test_expect_is_checked_before_connecting() -> None:
     assert too_many.code == 2 and "2 --expect patterns for 1 file" in too_many.stderr
     bad_regex = run_cli("ask", HELLO, "--url", "ws://127.0.0.1:9/v1/ws", "--expect", "(")
     assert bad_regex.code == 2 and "not a valid regular expression" in bad_regex.stderr
+
+
+def test_bad_file_fails_before_connecting_with_exit_6(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.wav"
+    fake.write_text("these are not audio samples\n")
+    # the URL is unreachable: exit 6 (not 4) proves the file was checked before connecting
+    r = run_cli("ask", HELLO, str(fake), "--url", "ws://127.0.0.1:9/v1/ws", *KEY)
+    assert r.code == 6
+    assert "notes.wav" in r.stderr and "not a readable audio file" in r.stderr
+    assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ask_and_serve_work_without_sounddevice(tmp_path: Path) -> None:
+    """`ask --local` (client and embedded server) never imports sounddevice, so it works on a
+    machine without PortAudio (where importing sounddevice raises OSError)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, unit
+
+    code = ("import sys; sys.modules['sounddevice'] = None\n"
+            "from voicecli.cli import main\n"
+            f"sys.argv = ['voicecli', 'ask', '--local', {HELLO!r}, '--trailing-silence', '800']\n"
+            "main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=unit(60))
+    assert proc.returncode == 0, proc.stderr
+    assert "seconds of speech" in proc.stdout
