@@ -177,7 +177,7 @@ def check_client(eff: Effective) -> None:
 
 def session_config(eff: Effective, declared_tools: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``session`` object of the first ``session.update``, validated before connecting."""
-    from voicecli.protocol.config import validate_session
+    from voicecli.protocol.config import SessionConfig, validate_session
 
     if eff.get("agent_id"):
         session: dict[str, Any] = {"agent_id": eff.get("agent_id")}
@@ -194,7 +194,9 @@ def session_config(eff: Effective, declared_tools: list[dict[str, Any]]) -> dict
         if src is not None and src.rank == FLAG:
             raise UsageError(f"invalid {src.label.removeprefix('flag ')}: {p.message}")
         raise _key_error(eff, key, p.message)
-    return session
+    # The typed model is the one encoder of session.update (protocol.md 5): what goes on the wire
+    # is what it holds, with unmodelled keys carried through unchanged.
+    return SessionConfig.from_wire(session).to_wire()
 
 
 def client_settings(eff: Effective, url: str) -> dict[str, Any]:

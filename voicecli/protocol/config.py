@@ -56,12 +56,14 @@ class TurnDetection:
     interruption_delay: int | None = None
     type: str | None = None
     uninterruptible_turns: tuple[str, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)   # keys this build does not model
 
 
 @dataclass(frozen=True, slots=True)
 class AudioFormat:
-    encoding: str = "audio/pcm"
+    encoding: str | None = None
     sample_rate: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class InputConfig:
     voice_focus_threshold: float | None = None
     continuous_partials: bool | None = None
     turn_detection: TurnDetection | None = None
+    extra: dict[str, Any] = field(default_factory=dict)   # e.g. type
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class OutputConfig:
     voice: str | None = None
     format: AudioFormat | None = None
     volume: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)   # e.g. type
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,50 +98,78 @@ class ToolSpec:
     execution_mode: str | None = None
     timeout_seconds: float | None = None
     response_instructions: dict[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)   # e.g. http, session_update
 
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
+    """The ``session`` object of ``session.update`` (protocol.md 5), typed. Keys this build does not
+    model (``llm``, ``webhook``, ``pre_connect_requests``, a tool's ``http``...) ride in ``extra`` at
+    each level, so ``from_wire(d).to_wire() == d`` for any validated ``d``."""
+
     agent_id: str | None = None
     system_prompt: str | None = None
     greeting: str | None = None
     input: InputConfig | None = None
     output: OutputConfig | None = None
     tools: tuple[ToolSpec, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
-        """The ``session`` object of ``session.update``: only what is set (protocol.md 3.1)."""
-        if self.agent_id:
-            return {"agent_id": self.agent_id}
-        wire: dict[str, Any] = _prune(_as_wire(self))
+        """Only what is set (protocol.md 3.1: every field is optional; send what you set)."""
+        wire: dict[str, Any] = _to_wire(self)
         return wire
 
-
-def _as_wire(value: Any) -> Any:
-    if isinstance(value, ToolSpec):
-        out: dict[str, Any] = {"type": "function", "name": value.name, "description": value.description,
-               "parameters": value.parameters}
-        if value.execution_mode:
-            out["execution_mode"] = value.execution_mode
-        if value.timeout_seconds is not None:
-            out["timeout_seconds"] = value.timeout_seconds
-        if value.response_instructions:
-            out["response_instructions"] = value.response_instructions
-        return out
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _as_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
-        return [_as_wire(v) for v in value]
-    return value
+    @classmethod
+    def from_wire(cls, session: dict[str, Any]) -> SessionConfig:
+        """Read a (validated) wire ``session`` dict."""
+        typed: SessionConfig = _from_wire(cls, session)
+        return typed
 
 
-def _prune(value: Any) -> Any:
-    if isinstance(value, dict):
-        out = {k: _prune(v) for k, v in value.items() if v is not None}
-        return {k: v for k, v in out.items() if v != {} or k in ("parameters", "properties")}
-    if isinstance(value, list):
-        return [_prune(v) for v in value]
-    return value
+# Which fields hold nested config objects, and of what type (tuples of them for ``tools``).
+_NESTED: dict[tuple[type, str], type] = {
+    (SessionConfig, "input"): InputConfig, (SessionConfig, "output"): OutputConfig,
+    (SessionConfig, "tools"): ToolSpec, (InputConfig, "format"): AudioFormat,
+    (InputConfig, "turn_detection"): TurnDetection, (OutputConfig, "format"): AudioFormat,
+}
+_LISTS = frozenset({"keyterms", "language_codes", "uninterruptible_turns", "tools"})
+
+
+def _from_wire(cls: type[Any], data: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in data.items():
+        if cls is ToolSpec and key == "type":
+            continue                                   # always "function" on the wire
+        if key not in names:
+            extra[key] = value
+            continue
+        nested = _NESTED.get((cls, key))
+        if nested is not None and isinstance(value, list):
+            value = tuple(_from_wire(nested, v) for v in value)
+        elif nested is not None and isinstance(value, dict):
+            value = _from_wire(nested, value)
+        elif key in _LISTS and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs, extra=extra)
+
+
+def _to_wire(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "function"} if isinstance(obj, ToolSpec) else {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name == "extra" or value is None:
+            continue
+        if dataclasses.is_dataclass(value):
+            value = _to_wire(value)
+        elif isinstance(value, tuple):
+            value = [_to_wire(v) if dataclasses.is_dataclass(v) else v for v in value]
+        out[f.name] = value
+    out.update(obj.extra)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -256,19 +256,6 @@ def _engine() -> _Espeak:
     return _ENGINE
 
 
-def espeak_available() -> bool:
-    """True if libespeak-ng loads (initialises it as a side effect)."""
-    try:
-        with _LOCK:
-            _engine()
-    except RuntimeError:
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------- timing helpers
-
-
 def _token_starts(tokens: list[tuple[int, int]], events: list[tuple[int, int]]) -> list[int | None]:
     """First event sample of each token (None: no event), events matched by character position."""
     starts: list[int | None] = [None] * len(tokens)

@@ -280,11 +280,6 @@ class ClientSession:
                 and self.disconnected_at is not None
                 and now - self.disconnected_at < RESUME_WINDOW_S)
 
-    def resume_deadline(self) -> float | None:
-        if self.disconnected_at is None:
-            return None
-        return self.disconnected_at + RESUME_WINDOW_S
-
     @property
     def ready(self) -> bool:
         return self.state is State.READY
