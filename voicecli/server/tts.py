@@ -256,6 +256,9 @@ def _engine() -> _Espeak:
     return _ENGINE
 
 
+# --------------------------------------------------------------------------- timing helpers
+
+
 def _token_starts(tokens: list[tuple[int, int]], events: list[tuple[int, int]]) -> list[int | None]:
     """First event sample of each token (None: no event), events matched by character position."""
     starts: list[int | None] = [None] * len(tokens)
