@@ -143,6 +143,31 @@ def test_barge_in_silences_the_speaker_and_drops_the_rest(vaudio: VirtualAudio, 
     assert played < 10.0                               # the reply is 18 s long
 
 
+def test_a_dropped_connection_is_resumed_and_the_conversation_goes_on(vaudio: VirtualAudio,
+                                                                     scripted_server: Served) -> None:
+    """Issue 4 in chat: the server drops the TCP connection (no close frame) after the first reply;
+    chat resumes the same session and the next spoken turn gets its reply through the speaker."""
+    chat = ChatProc(vaudio.env, "--url", scripted_server.at(scenario="echo", fault="drop-after-replies=1"),
+                    *KEY, "--no-ui", "--json")
+    try:
+        chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
+        vaudio.play(HELLO).wait(unit(10))
+        chat.wait_for(lambda e: e["type"] == "voicecli.resumed", timeout=20, what="the resume")
+        vaudio.play(THANKS).wait(unit(10))
+        second = chat.wait_for(lambda e: e["type"] == "voicecli.reply.heard"
+                               and e["text"] == "I am fine, thank you for asking.", timeout=20,
+                               what="the reply after the resume")
+        time.sleep(0.3)
+        code = chat.interrupt()
+    finally:
+        chat.kill()
+    assert code == 130
+    _no_traceback(chat)
+    assert second["interrupted"] is False
+    assert len({e["session_id"] for e in chat.of_type("session.ready")}) == 1     # the same session
+    assert "reconnecting" in chat.stderr
+
+
 def test_device_errors_are_one_line_with_exit_6(vaudio: VirtualAudio, scripted_server: Served) -> None:
     from tests.conftest import run_cli
     r = run_cli("chat", "--url", scripted_server.url, *KEY, "--input-device", "no-such-mic", env=vaudio.env)
