@@ -235,7 +235,7 @@ def serve(
                                "pick another --port, or --port 0 for a free one") from None
         print(url, flush=True)
         if api_key is None:
-            sys.stderr.write("voicecli serve: no --api-key set, so any key is accepted\n")
+            sys.stderr.write("voicecli serve: no --api-key set, so any key (or none) is accepted\n")
         sys.stderr.flush()
         try:
             await server.serve_forever()
