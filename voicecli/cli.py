@@ -173,7 +173,8 @@ def ask(
         try:
             with Endpoint(resolved) as endpoint:
                 settings = ConnectionSettings(url=endpoint.url, session=resolved.session,
-                                              api_key=endpoint.api_key, token=endpoint.token)
+                                              api_key=endpoint.api_key, token=endpoint.token,
+                                              ready_timeout=timeout)
                 await run_ask(settings, audio, AskOptions(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
                     timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after,

@@ -259,3 +259,10 @@ def test_ask_and_serve_work_without_sounddevice(tmp_path: Path) -> None:
                           timeout=unit(60))
     assert proc.returncode == 0, proc.stderr
     assert "seconds of speech" in proc.stdout
+
+
+def test_a_server_that_never_gets_ready_times_out_with_exit_7(scripted_server: Served) -> None:
+    r = run_cli("ask", HELLO, "--url", scripted_server.at(scenario="echo", fault="ready-delay=8000"), *KEY,
+                "--timeout", "1.5")
+    assert r.code == 7
+    assert "no session.ready within 1.5 s" in r.stderr
