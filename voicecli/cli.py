@@ -148,7 +148,6 @@ def ask(
 ) -> None:
     """One-shot or scripted prompts: each FILE is a user turn; prints the agent's replies."""
     from voicecli.app.ask import AskOptions, run_ask
-    from voicecli.app.conversation import ConnectionSettings
     from voicecli.app.endpoint import Endpoint
     from voicecli.audio.files import load_audio_files
     from voicecli.settings import CommonFlags, resolve
@@ -172,9 +171,7 @@ def ask(
         output = make_output(json_mode, transcript, debug)
         try:
             with Endpoint(resolved) as endpoint:
-                settings = ConnectionSettings(url=endpoint.url, session=resolved.session,
-                                              api_key=endpoint.api_key, token=endpoint.token,
-                                              ready_timeout=timeout)
+                settings = endpoint.connection(resolved.session, ready_timeout=timeout)
                 await run_ask(settings, audio, AskOptions(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
                     timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after,

@@ -30,7 +30,7 @@ from voicecli.cli import (
     app,
     run_command,
 )
-from voicecli.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from voicecli.errors import EXIT_INTERRUPTED, EXIT_OK
 
 DEFAULT_PREBUFFER_MS = 60
 
@@ -55,14 +55,6 @@ def _chat_output(json_mode: bool, no_ui: bool, debug: bool, view: Any, ptt: bool
         return ChatPlainOutput(verbose=debug)
     keys = "keys: m mute/unmute | r agent speaks | q quit" + (" | space talk/stop" if ptt else "") + " | Ctrl-C end"
     return ChatLiveOutput(view, keys=keys, verbose=debug)
-
-
-def _pick(flag: Any, client: dict[str, Any], key: str, default: Any) -> Any:
-    """Flag > config file (``resolved.client``) > default."""
-    if flag is not None:
-        return flag
-    value = client.get(key)
-    return default if value is None else value
 
 
 @app.command()
@@ -97,36 +89,34 @@ def chat(
 ) -> None:
     """Talk with the agent through your microphone and speaker, with live transcripts."""
     from voicecli.app.chat import ChatOptions, ChatRunner
-    from voicecli.app.conversation import ConnectionSettings
     from voicecli.app.endpoint import Endpoint
     from voicecli.settings import CommonFlags, resolve
     from voicecli.tools import ToolRunner
     from voicecli.ui.chatview import ChatView
 
+    # Device/duplex/prebuffer/record flags go through the same precedence and checks as the config
+    # file and environment (flag > env > file > default), then are read back from resolved.client.
     flags = CommonFlags(url=url, local=local, api_key=api_key, token=token, system_prompt=system_prompt,
                         greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
-                        config_path=str(config) if config else None)
+                        config_path=str(config) if config else None, input_device=input_device,
+                        output_device=output_device, duplex=duplex.value if duplex else None,
+                        prebuffer_ms=prebuffer_ms, record_dir=str(record) if record else None)
 
     async def body() -> int:
         resolved = resolve(flags)
-        client = dict(resolved.client or {})
-        mode = str(_pick(duplex.value if duplex else None, client, "duplex", "full"))
-        if mode not in ("full", "half"):
-            raise UsageError(f"duplex must be full or half, not {mode!r}")
-        record_dir = _pick(record, client, "record_dir", None)
-        opts = ChatOptions(input_device=_pick(input_device, client, "input_device", None),
-                           output_device=_pick(output_device, client, "output_device", None),
-                           duplex=mode, prebuffer_ms=int(_pick(prebuffer_ms, client, "prebuffer_ms",
-                                                               DEFAULT_PREBUFFER_MS)),
+        client = resolved.client
+        record_dir = client.get("record_dir")
+        prebuffer = client.get("prebuffer_ms")
+        opts = ChatOptions(input_device=client.get("input_device"), output_device=client.get("output_device"),
+                           duplex=client.get("duplex") or "full",
+                           prebuffer_ms=DEFAULT_PREBUFFER_MS if prebuffer is None else int(prebuffer),
                            chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
                            keys=not json_mode)
         view = ChatView()
         output = _chat_output(json_mode, no_ui, debug, view, ptt)
         try:
             with Endpoint(resolved) as endpoint:
-                settings = ConnectionSettings(url=endpoint.url, session=resolved.session,
-                                              api_key=endpoint.api_key, token=endpoint.token)
-                return await ChatRunner(settings, opts, output, ToolRunner(resolved.tools), view).run()
+                return await ChatRunner(endpoint.connection(resolved.session), opts, output, ToolRunner(resolved.tools), view).run()
         finally:
             output.close()
 
@@ -195,7 +185,6 @@ def doctor(
 ) -> None:
     """Self-test: PortAudio, devices and rates, a short mic recording, and the server and key."""
     from voicecli.app import doctor as doc
-    from voicecli.app.conversation import ConnectionSettings
     from voicecli.app.endpoint import Endpoint
     from voicecli.settings import CommonFlags, resolve
 
@@ -206,9 +195,7 @@ def doctor(
         if local or url or api_key or token:
             resolved = resolve(CommonFlags(url=url, local=local, api_key=api_key, token=token))
             with Endpoint(resolved) as endpoint:
-                settings = ConnectionSettings(url=endpoint.url, session=resolved.session,
-                                              api_key=endpoint.api_key, token=endpoint.token)
-                checks.append(await doc.run_server_check(settings))
+                checks.append(await doc.run_server_check(endpoint.connection(resolved.session)))
         else:
             checks.append(doc.Check("server", "skip", "not checked", "pass --local, or --url with --api-key "
                                                                      "or --token"))

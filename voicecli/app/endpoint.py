@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from voicecli.app.conversation import ConnectionSettings
 from voicecli.settings import Resolved
 
 
@@ -32,6 +33,11 @@ class Endpoint:
             if not self.api_key and not self.token:
                 self.api_key = "local"
         return self
+
+    def connection(self, session: dict[str, Any], **options: Any) -> ConnectionSettings:
+        """Settings for a :class:`Conversation` with this endpoint (call inside ``with``)."""
+        return ConnectionSettings(url=self.url, session=session, api_key=self.api_key, token=self.token,
+                                  **options)
 
     def __exit__(self, *exc: object) -> None:
         if self._thread is not None:
