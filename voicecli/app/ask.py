@@ -25,7 +25,6 @@ from voicecli.protocol.events import (
     ReplyAudio,
     ReplyDone,
     ReplyStarted,
-    SessionError,
     ToolCall,
     TranscriptAgent,
     TranscriptUser,
@@ -105,8 +104,6 @@ class TurnTracker:
             if (turn is not None and not turn.done.done() and ev.status == "completed"
                     and ev.reply_id not in turn.tool_replies and turn.speech_stopped_at is not None):
                 turn.done.set_result(None)
-        elif isinstance(ev, SessionError) and ev.code in ("invalid_audio", "invalid_format"):
-            self.conv.output.notice(f"the server rejected a message: {ev.code}", "warning")
 
 
 class SilencePump:

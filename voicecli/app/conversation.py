@@ -191,6 +191,7 @@ class Conversation:
         except ConnectError:
             pass   # refused before reading our first message (auth): its session.error is read below
         await self._await_ready(ws)
+        self._last_error = None          # errors are per connection: this one is ready
         self.generation += 1
         self.connected.set()
 
@@ -304,8 +305,7 @@ class Conversation:
             self.finished.set()
             return False
         err = self._last_error
-        if err is not None and (err.code in AUTH_CODES or err.code in ("session_expired", "agent_not_found",
-                                                                     "session_forbidden")):
+        if err is not None and err.code in FATAL_CODES:   # the server ended it for good: no resume
             self._fail(self._error_for(err))
             return False
         if not self.settings.reconnect:

@@ -25,14 +25,12 @@ class ToolDispatcher:
         self.conv = conv
         self.runner = runner
         self.tasks: set[asyncio.Task[None]] = set()
-        self.outstanding = 0
         self.held: dict[str, dict[str, Any]] = {}   # call_id -> event fields, waiting for reply.done
         conv.listeners.append(self.on_event)
 
     def on_event(self, rec: Received) -> None:
         ev = rec.event
         if isinstance(ev, ToolCall) and not rec.stale:
-            self.outstanding += 1
             task = asyncio.get_running_loop().create_task(self._run(ev))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -60,8 +58,6 @@ class ToolDispatcher:
                                             is_error=outcome.is_error, elapsed_ms=elapsed_ms))
         except Exception as exc:  # never let a tool task die silently
             self.conv.output.notice(f"tool {call.name} could not report its result: {exc}", "warning")
-        finally:
-            self.outstanding -= 1
 
     async def cancel(self) -> None:
         for task in list(self.tasks):
