@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from voicecli.protocol.events import LocalProtocolError, ReplyCreate, encode_server
+from voicecli.protocol.events import LocalProtocolError, ReplyCreate, SessionUpdate, encode_server
 from voicecli.session.client import RESUME_WINDOW_S, ClientSession, State
 
 CONFIG = {"system_prompt": "Be brief."}
@@ -203,7 +203,7 @@ def test_resume_refused_forgets_session_and_allows_fresh_start() -> None:
     s.data_to_send()
     s.receive(frame("session.error", code="session_not_found", message="gone"), 1.0)
     assert s.session_id is None
-    s.state = State.DISCONNECTED
+    s.connection_lost(1.0)                             # the server closes 1008 after refusing
     assert not s.can_resume(1.0)
     s.start()
     assert sent(s)[0]["type"] == "session.update"
@@ -221,3 +221,66 @@ def test_never_connected_session_cannot_resume() -> None:
     s.start()
     s.connection_lost(0.0)
     assert not s.can_resume(0.1)
+
+
+def test_transcript_agent_interrupted_interrupts_the_reply() -> None:
+    s = ready_session()
+    s.receive(frame("reply.started", reply_id="r1"), 0.0)
+    s.receive(frame("tool.call", call_id="c1", name="t", arguments={}), 0.0)
+    rec = s.receive(frame("transcript.agent", reply_id="r1", text="Hel", interrupted=True), 0.0)
+    assert rec.interrupted and rec.newly_interrupted and rec.reply_id == "r1"
+    assert s.receive(frame("reply.audio", data=b"\x00\x00", reply_id="r1"), 0.0).stale
+    assert s.submit_tool_result("c1", "{}") is False
+    done = s.receive(frame("reply.done", reply_id="r1", status="interrupted"), 0.0)
+    assert done.interrupted and not done.newly_interrupted
+
+
+def test_received_resolves_the_reply_id() -> None:
+    s = ready_session()
+    s.receive(frame("reply.started", reply_id="r1"), 0.0)
+    rec = s.receive(frame("reply.audio", data=b"\x00\x00"), 0.0)     # no reply_id on the frame
+    assert rec.reply_id == "r1" and not rec.interrupted
+
+
+def test_follow_up_verdict_after_a_reply_with_tool_calls() -> None:
+    s = ready_session()
+    s.receive(frame("reply.started", reply_id="r1"), 0.0)
+    s.receive(frame("tool.call", call_id="c1", name="t", arguments={}), 0.0)
+    assert s.receive(frame("reply.done", reply_id="r1", status="completed"), 0.0).follow_up
+    s.receive(frame("reply.started", reply_id="r2"), 0.0)
+    assert not s.receive(frame("reply.done", reply_id="r2", status="completed"), 0.0).follow_up
+
+
+def test_fatal_error_fails_the_session_for_good() -> None:
+    s = ready_session()
+    s.receive(frame("session.error", code="agent_timeout", message="x"), 0.0)
+    s.connection_lost(1.0)
+    assert s.over and not s.can_resume(1.0)
+    with pytest.raises(LocalProtocolError):
+        s.start()
+
+
+def test_connect_failed_keeps_the_resume_window_from_the_drop() -> None:
+    s = ready_session()
+    s.connection_lost(10.0)
+    s.resume(11.0)
+    s.connect_failed(12.0)
+    assert s.state is State.DISCONNECTED and s.disconnected_at == 10.0 and s.can_resume(12.0)
+
+
+def test_error_before_ready_returns_to_idle_for_a_corrected_update() -> None:
+    s = ClientSession(dict(CONFIG))
+    s.start()
+    s.receive(frame("session.error", code="invalid_value", message="bad", param="voice"), 0.0)
+    assert s.state is State.IDLE
+    s.send(SessionUpdate({"voice": "x"}))
+    assert s.state is State.AWAITING_READY
+
+
+def test_long_sessions_stay_bounded() -> None:
+    s = ready_session()
+    for i in range(2000):
+        s.receive(frame("reply.started", reply_id=f"r{i}"), 0.0)
+        s.receive(frame("tool.call", call_id=f"c{i}", name="t", arguments={}), 0.0)
+        s.receive(frame("reply.done", reply_id=f"r{i}", status="interrupted"), 0.0)
+    assert len(s._replies.states) <= 64 and len(s._calls.states) <= 256 and len(s._call_info) <= 256

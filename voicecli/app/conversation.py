@@ -28,14 +28,8 @@ from voicecli.protocol.events import (
     SessionError,
     SessionReady,
 )
-from voicecli.session.client import (
-    AUTH_CODES,
-    FATAL_CODES,
-    RESUME_FAILED_CODES,
-    ClientSession,
-    Received,
-    State,
-)
+from voicecli.session.client import ClientSession, Received, State
+from voicecli.session.rules import AUTH_CODES, RESUME_FAILED_CODES, error_kind
 from voicecli.ui.output import Output
 from voicecli.ui.sanitize import clean
 
@@ -221,8 +215,8 @@ class Conversation:
                 return
             if isinstance(ev, SessionError):
                 self._last_error = ev
-                if ev.code != "audio_rate_violation":   # any other error before ready is fatal
-                    await self._close_ws()
+                if self.session.state not in (State.AWAITING_READY, State.RESUMING):
+                    await self._close_ws()         # the table says this attempt is over
                     raise self._error_for(ev)
 
     def _closed_before_ready(self, exc: Exception) -> VoicecliError:
@@ -272,7 +266,7 @@ class Conversation:
                     continue
                 if isinstance(rec.event, SessionError):
                     self._last_error = rec.event
-                    if rec.event.code not in FATAL_CODES:   # fatal ones end in one error line
+                    if error_kind(rec.event.code) not in ("/fatal", "/refused"):   # fatal: one line
                         self.output.notice(f"server error {clean(rec.event.code, 60)}: "
                                            f"{clean(rec.event.message, 300)}", "warning")
                 self._dispatch(rec)
@@ -305,7 +299,7 @@ class Conversation:
             self.finished.set()
             return False
         err = self._last_error
-        if err is not None and err.code in FATAL_CODES:   # the server ended it for good: no resume
+        if self.session.state is State.FAILED and err is not None:   # ended for good: no resume
             self._fail(self._error_for(err))
             return False
         if not self.settings.reconnect:
@@ -346,8 +340,7 @@ class Conversation:
                     except ServerError as exc:
                         if exc.code not in RESUME_FAILED_CODES:
                             raise
-                        self.session.state = State.DISCONNECTED
-                        self.session.session_id = None
+                        self.session.connection_lost(self.clock())   # REFUSED: start afresh
                 await self._connect(resume=False)
                 self.output.notice("reconnected with a new session: the server could not resume the "
                                    "old one, so the conversation context was lost", "warning")
@@ -358,7 +351,9 @@ class Conversation:
                 raise
             except (ConnectError, TimeoutExpired, ServerError) as exc:
                 last = exc
-                self.session.state = State.DISCONNECTED
+                self.session.connect_failed(self.clock())
+                if self.session.over:                      # a session-ending error: stop trying
+                    raise
                 self.output.client_event("reconnect_failed", attempt=attempt, error=exc.message)
         raise ConnectError(f"connection lost and not recovered within {self.settings.resume_budget_s:g} s"
                            + (f" (last error: {last.message})" if last else ""),
