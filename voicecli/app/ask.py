@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.toolcalls import ToolDispatcher
 from voicecli.audio.files import DecodedAudio, chunk_pcm, silence
 from voicecli.audio.wav import write_wav
 from voicecli.errors import ExpectationFailed, ServerError, TimeoutExpired
+from voicecli.protocol.constants import pcm_seconds
 from voicecli.protocol.events import (
     InputSpeechStopped,
     ReplyAudio,
     ReplyDone,
-    ReplyStarted,
-    ToolCall,
     TranscriptAgent,
     TranscriptUser,
 )
@@ -49,12 +48,15 @@ class AskOptions:
 @dataclass
 class _Turn:
     index: int
-    done: asyncio.Future[None]
-    first_audio_at: float | None = None
+    done: asyncio.Future[None]          # its reply completed (no follow-up owed)
+    first_audio: asyncio.Future[float]  # when the reply's first audio arrived
     speech_stopped_at: float | None = None
-    tool_replies: set[str] = field(default_factory=set)
     user_text: str = ""
     agent_text: list[str] = field(default_factory=list)
+
+    @property
+    def first_audio_at(self) -> float | None:
+        return self.first_audio.result() if self.first_audio.done() else None
 
 
 class TurnTracker:
@@ -65,27 +67,25 @@ class TurnTracker:
         self.turn: _Turn | None = None
         self.turns: dict[int, _Turn] = {}
         self.audio = bytearray() if keep_audio else None
-        self.current_reply: str | None = None
         self.greeting_done = asyncio.get_running_loop().create_future()
         self.replies_seen = 0
         conv.listeners.append(self.on_event)
 
     def begin(self, index: int) -> _Turn:
-        self.turn = _Turn(index, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        self.turn = _Turn(index, loop.create_future(), loop.create_future())
         self.turns[index] = self.turn     # the last attempt of each turn
         return self.turn
 
     def on_event(self, rec: Received) -> None:
-        ev, now, turn = rec.event, time.monotonic(), self.turn
+        ev, now, turn = rec.event, self.conv.clock(), self.turn
         if rec.stale:
             return
-        if isinstance(ev, ReplyStarted):
-            self.current_reply = ev.reply_id
-        elif isinstance(ev, ReplyAudio):
+        if isinstance(ev, ReplyAudio):
             if self.audio is not None:
                 self.audio += ev.data
-            if turn is not None and turn.first_audio_at is None and turn.speech_stopped_at is not None:
-                turn.first_audio_at = now
+            if turn is not None and not turn.first_audio.done() and turn.speech_stopped_at is not None:
+                turn.first_audio.set_result(now)
                 self.conv.output.client_event(
                     "metrics", turn=turn.index + 1,
                     speech_stopped_to_first_audio_ms=round((now - turn.speech_stopped_at) * 1000, 1))
@@ -95,14 +95,13 @@ class TurnTracker:
             turn.user_text = ev.text
         elif isinstance(ev, TranscriptAgent) and turn is not None:
             turn.agent_text.append(ev.text)
-        elif isinstance(ev, ToolCall) and self.current_reply and turn is not None:
-            turn.tool_replies.add(self.current_reply)
         elif isinstance(ev, ReplyDone):
             self.replies_seen += 1
             if not self.greeting_done.done():
                 self.greeting_done.set_result(None)
+            # the session says whether a follow-up reply to tool results is still owed (6.5)
             if (turn is not None and not turn.done.done() and ev.status == "completed"
-                    and ev.reply_id not in turn.tool_replies and turn.speech_stopped_at is not None):
+                    and not rec.follow_up and turn.speech_stopped_at is not None):
                 turn.done.set_result(None)
 
 
@@ -112,8 +111,14 @@ class SilencePump:
     def __init__(self, conv: Conversation, chunk_ms: int) -> None:
         self.conv = conv
         self.chunk_ms = chunk_ms
-        self.paused = asyncio.Event()
+        self.running = asyncio.Event()     # cleared = paused (a file is streaming)
         self.task: asyncio.Task[None] | None = None
+
+    def pause(self) -> None:
+        self.running.clear()
+
+    def resume(self) -> None:
+        self.running.set()
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -121,15 +126,13 @@ class SilencePump:
     async def _run(self) -> None:
         chunk = silence(self.chunk_ms)
         period = self.chunk_ms / 1000
-        next_at = time.monotonic()
         while True:
-            if self.paused.is_set():
-                await asyncio.sleep(period / 2)
-                next_at = time.monotonic()
-                continue
-            await self.conv.send_audio(chunk)
-            next_at += period
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await self.running.wait()
+            next_at = self.conv.clock()
+            while self.running.is_set():
+                await self.conv.send_audio(chunk)
+                next_at += period
+                await asyncio.sleep(max(0.0, next_at - self.conv.clock()))   # real-time pacing
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -139,34 +142,39 @@ class SilencePump:
 
 async def stream_pcm(conv: Conversation, pcm: bytes, chunk_ms: int, realtime: bool) -> None:
     """Send ``pcm`` as ``input.audio`` chunks; at real-time pace on an absolute schedule (no drift)."""
-    start = time.monotonic()
+    start = conv.clock()
     sent_s = 0.0
     for chunk in chunk_pcm(pcm, chunk_ms):
         await conv.send_audio(chunk)
-        sent_s += len(chunk) / 48000
+        sent_s += pcm_seconds(len(chunk))
         if realtime:
-            await asyncio.sleep(max(0.0, start + sent_s - time.monotonic()))
+            await asyncio.sleep(max(0.0, start + sent_s - conv.clock()))
         else:
             await asyncio.sleep(0)
 
 
-async def _wait(fut: asyncio.Future[None], conv: Conversation, timeout: float, what: str,
+async def _wait(fut: asyncio.Future[Any], conv: Conversation, timeout: float, what: str,
                 generation: int | None = None) -> bool:
     """Wait for ``fut``. Returns False if the connection was re-established meanwhile (the caller
     then repeats the turn); raises the conversation's failure, or TimeoutExpired."""
-    deadline = time.monotonic() + timeout
-    while not fut.done():
-        conv.raise_if_failed()
-        if conv.finished.is_set():
-            raise ServerError(f"the session ended while waiting for {what}")
-        if generation is not None and conv.generation != generation:
-            return False
-        if time.monotonic() > deadline:
-            raise TimeoutExpired(f"no reply within {timeout:g} s for {what}",
-                                 "did the server hear the end of the turn? try a longer --timeout "
-                                 "or --trailing-silence")
-        await asyncio.sleep(0.02)
-    return True
+    watchers = [asyncio.ensure_future(conv.finished.wait())]
+    if generation is not None:
+        watchers.append(asyncio.ensure_future(conv.generation_after(generation)))
+    try:
+        await asyncio.wait([fut, *watchers], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+    if fut.done():
+        return True
+    conv.raise_if_failed()
+    if conv.finished.is_set():
+        raise ServerError(f"the session ended while waiting for {what}")
+    if generation is not None and conv.generation != generation:
+        return False
+    raise TimeoutExpired(f"no reply within {timeout:g} s for {what}",
+                         "did the server hear the end of the turn? try a longer --timeout "
+                         "or --trailing-silence")
 
 
 async def run_ask(settings: ConnectionSettings, files: list[DecodedAudio], opts: AskOptions,
@@ -181,7 +189,6 @@ async def run_ask(settings: ConnectionSettings, files: list[DecodedAudio], opts:
         greeting = (conv.session.resolved_config or {}).get("greeting")
         if greeting and tracker.replies_seen == 0:
             await _wait(tracker.greeting_done, conv, opts.timeout_s, "the greeting")
-        pump.paused.set()
         pump.start()
         for index, audio in enumerate(files):
             name = Path(audio.path).name
@@ -202,7 +209,7 @@ async def run_ask(settings: ConnectionSettings, files: list[DecodedAudio], opts:
         await conv.close()
     if opts.save_reply is not None and tracker.audio is not None:
         write_wav(opts.save_reply, bytes(tracker.audio))
-        output.notice(f"saved {len(tracker.audio) / 48000:.2f} s of agent audio to {opts.save_reply}")
+        output.notice(f"saved {pcm_seconds(len(tracker.audio)):.2f} s of agent audio to {opts.save_reply}")
     check_expectations(opts.expect, files, tracker.turns, output)
 
 
@@ -228,15 +235,15 @@ def check_expectations(expect: list[str], files: list[DecodedAudio], turns: dict
 
 async def _stream_turn(conv: Conversation, audio: DecodedAudio, opts: AskOptions, pump: SilencePump) -> int:
     """Stream one file and its trailing silence; then let the silence pump keep the mic open.
-    If the connection drops mid-file the turn is streamed again once it is back. Returns the
-    connection generation the turn was streamed on."""
+    If the connection drops mid-file the turn is streamed again once it is back (or the
+    conversation's failure is raised). Returns the connection generation the turn was streamed on."""
     while True:
-        await conv.connected.wait()
+        await conv.wait_connected()
         generation = conv.generation
-        pump.paused.set()
+        pump.pause()
         await stream_pcm(conv, audio.pcm + silence(opts.trailing_silence_ms), opts.chunk_ms,
                          opts.pace != "fast")
-        pump.paused.clear()
+        pump.resume()
         if conv.generation == generation and conv.connected.is_set():
             return generation
         conv.raise_if_failed()
@@ -244,11 +251,7 @@ async def _stream_turn(conv: Conversation, audio: DecodedAudio, opts: AskOptions
 
 
 async def _wait_first_audio(turn: _Turn, conv: Conversation, opts: AskOptions, name: str) -> None:
-    deadline = time.monotonic() + opts.timeout_s
-    while turn.first_audio_at is None:
-        conv.raise_if_failed()
-        if time.monotonic() > deadline:
-            raise TimeoutExpired(f"no reply audio within {opts.timeout_s:g} s for {name}")
-        await asyncio.sleep(0.01)
+    if not await _wait(turn.first_audio, conv, opts.timeout_s, f"the reply audio to {name}"):
+        return
     assert opts.barge_in_after_ms is not None
-    await asyncio.sleep(max(0.0, turn.first_audio_at + opts.barge_in_after_ms / 1000 - time.monotonic()))
+    await asyncio.sleep(max(0.0, turn.first_audio.result() + opts.barge_in_after_ms / 1000 - conv.clock()))

@@ -21,6 +21,7 @@ from typing import Any
 
 from voicecli.app import transport
 from voicecli.errors import AuthError, ConnectError, ServerError, TimeoutExpired, VoicecliError
+from voicecli.protocol.constants import pcm_ms
 from voicecli.protocol.events import (
     ClientEvent,
     RemoteProtocolError,
@@ -70,6 +71,7 @@ class Conversation:
         self._reader: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._last_error: SessionError | None = None
+        self._new_generation = asyncio.Event()   # set (and replaced) when a connection becomes ready
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -117,13 +119,33 @@ class Conversation:
         if self.failure is not None:
             raise self.failure
 
+    async def wait_connected(self) -> None:
+        """Until a ready connection exists. Raises the failure if the conversation is over for good
+        (never waits forever on a connection that will not come back)."""
+        if not self.connected.is_set():
+            waiters = [asyncio.ensure_future(self.connected.wait()),
+                       asyncio.ensure_future(self.finished.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        self.raise_if_failed()
+        if not self.connected.is_set():
+            raise ServerError("the server ended the session")
+
+    async def generation_after(self, generation: int) -> None:
+        """Until a connection newer than ``generation`` is ready."""
+        while self.generation == generation:
+            await self._new_generation.wait()
+
     # ------------------------------------------------------------------ sending
 
     async def send_audio(self, pcm: bytes) -> bool:
         """Send one ``input.audio`` chunk if the session is ready; otherwise drop it (counted in
         ``dropped_audio_ms``) and return False. Never raises for a dropped connection."""
         if not self.session.ready or self._ws is None:
-            self.dropped_audio_ms += len(pcm) / 48.0
+            self.dropped_audio_ms += pcm_ms(len(pcm))
             return False
         self.session.send_audio(pcm)
         try:
@@ -188,6 +210,8 @@ class Conversation:
         self._last_error = None          # errors are per connection: this one is ready
         self.generation += 1
         self.connected.set()
+        self._new_generation.set()
+        self._new_generation = asyncio.Event()
 
     async def _await_ready(self, ws: Any) -> None:
         """Read frames until ``session.ready``; errors before it are fatal for this attempt."""
