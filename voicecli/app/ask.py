@@ -157,7 +157,7 @@ async def _wait(fut: asyncio.Future[Any], conv: Conversation, timeout: float, wh
                 generation: int | None = None) -> bool:
     """Wait for ``fut``. Returns False if the connection was re-established meanwhile (the caller
     then repeats the turn); raises the conversation's failure, or TimeoutExpired."""
-    watchers = [asyncio.ensure_future(conv.finished.wait())]
+    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(conv.finished.wait())]
     if generation is not None:
         watchers.append(asyncio.ensure_future(conv.generation_after(generation)))
     try:

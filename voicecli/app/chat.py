@@ -1,44 +1,44 @@
 """``voicecli chat``: a live voice conversation through real audio devices (issue 3).
 
-Wiring (design.md principle 5): the PortAudio input callback hands each block to the loop
-(``call_soon_threadsafe``); :meth:`ChatRunner._on_block` downmixes, resamples and cuts 20-50 ms
-chunks (:class:`~voicecli.audio.pipeline.CapturePipeline`) that a sender task writes as
-``input.audio`` once the session is ready. ``reply.audio`` goes through
-:class:`~voicecli.audio.pipeline.PlaybackPipeline` into the jitter buffer the output callback reads.
+A pump over :class:`~voicecli.app.conversation.Conversation` (the client session) plus small parts
+with one injected clock: :class:`~voicecli.app.chat_mic.Mic` (capture -> ``input.audio``),
+:class:`~voicecli.app.chat_speaker.Speaker` (``reply.audio`` -> jitter buffer -> output callback,
+barge-in flushes, play-out facts), the view (:class:`~voicecli.ui.chatview.ChatView`) and the tool
+dispatcher. :class:`ChatRunner` holds the options; :meth:`ChatRunner.run` opens the devices and runs
+one :class:`_Chat`, whose parts all exist from its constructor on.
 
 Barge-in (protocol.md 6.3): on ``input.speech.started`` every reply that is still playing is cut
-from the buffer (the speaker is silent within one device block) and gated, and the server's
-in-progress reply is marked interrupted in the session, so its late ``reply.audio`` is dropped;
-``reply.done{interrupted}`` does the same. The transcript shows such a reply as interrupted with what
+from the buffer (the speaker is silent within one device block) and gated; when the session says a
+reply was interrupted (``reply.done{interrupted}`` or ``transcript.agent{interrupted}``) it is cut too
+and the session drops its late audio and tool results. The transcript shows such a reply as interrupted with what
 was actually heard. A ticker (10 Hz) reveals captions, polls playback for latency figures, updates
 the status line and watches the devices (a stalled or failed stream ends the chat with exit 6).
 
-Exit: ``q`` or the server ending the session -> 0; Ctrl-C or SIGTERM -> ``session.end``, a short wait
-for ``session.ended``, terminal restored, 130. A second Ctrl-C quits at once.
+Exit: ``q`` or the server ending the session -> returns ``ExitStatus.OK``; Ctrl-C or SIGTERM ->
+``session.end``, a short wait for ``session.ended``, terminal restored, then KeyboardInterrupt for
+the one exit map (130). A second Ctrl-C raises KeyboardInterrupt at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
-
+from voicecli.app.chat_mic import Mic
+from voicecli.app.chat_speaker import Cut, Speaker
 from voicecli.app.conversation import ConnectionSettings, Conversation
-from voicecli.app.latency import LatencyTracker
 from voicecli.app.recording import ChatRecorder
 from voicecli.app.toolcalls import ToolDispatcher
 from voicecli.audio import devices
-from voicecli.audio.gate import HalfDuplexGate, SelfInterruptDetector
 from voicecli.audio.jitter import JitterBuffer
-from voicecli.audio.pipeline import CapturePipeline, PlaybackPipeline
-from voicecli.errors import EXIT_INTERRUPTED, EXIT_OK, AudioDeviceError
+from voicecli.audio.pipeline import CapturePipeline
+from voicecli.errors import EXIT_OK, AudioDeviceError
 from voicecli.protocol.events import (
     InputSpeechStarted,
     InputSpeechStopped,
@@ -47,18 +47,23 @@ from voicecli.protocol.events import (
     ReplyDone,
     ReplyStarted,
     SessionReady,
-    TranscriptAgent,
     TranscriptUser,
 )
 from voicecli.session.client import Received
 from voicecli.tools import ToolRunner
 from voicecli.ui.chatview import ChatLine, ChatView
 from voicecli.ui.keys import KeyReader
+from voicecli.ui.output import Output
 
 STALL_S = 2.0        # no device callback for this long = the device is gone
 TICK_S = 0.1         # captions, status, latency polling, watchdog
-SEND_QUEUE = 50      # chunks (1 s at 20 ms) buffered towards the socket before dropping
 DEVICE_HINT = "check that the device is still connected (`voicecli devices`), then start the chat again"
+
+
+class ChatOutput(Output, Protocol):
+    """What chat needs of its output: the common Output, plus a periodic refresh (the live view)."""
+
+    def refresh(self) -> None: ...
 
 
 @dataclass
@@ -81,87 +86,119 @@ class ChatOptions:
 
 
 class ChatRunner:
-    """One chat. ``await ChatRunner(...).run()`` returns the exit status or raises a VoicecliError."""
+    """One chat. ``await ChatRunner(...).run()`` returns the exit status or raises (a VoicecliError,
+    or KeyboardInterrupt after a clean shutdown on Ctrl-C/SIGTERM)."""
 
-    def __init__(self, settings: ConnectionSettings, opts: ChatOptions, output: Any,
-                 runner: ToolRunner | None = None, view: ChatView | None = None) -> None:
-        self.settings, self.opts, self.output = settings, opts, output
-        self.runner = runner or ToolRunner()
+    def __init__(self, settings: ConnectionSettings, opts: ChatOptions, output: Output,
+                 runner: ToolRunner | None = None, view: ChatView | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings, self.opts, self.runner = settings, opts, runner or ToolRunner()
+        self.output: ChatOutput = _with_refresh(output)
         self.view = view or ChatView()
-        self.latency = LatencyTracker()
-        self.gate = HalfDuplexGate(opts.hangover_ms)
-        self.detector = SelfInterruptDetector()
-        self.muted = False
-        self.talking = not opts.ptt
-        self.exit_code = EXIT_OK
+        self.clock = clock
+
+    async def run(self) -> int:
+        sd = devices.backend()
+        in_s = devices.resolve_stream(self.opts.input_device, "input", sd, "float32")
+        out_s = devices.resolve_stream(self.opts.output_device, "output", sd, "int16")
+        chat = _Chat(self, in_s, out_s, sd)
+        return await chat.run()
+
+
+def _with_refresh(output: Output) -> ChatOutput:
+    if callable(getattr(output, "refresh", None)):
+        return output  # type: ignore[return-value]  # it has refresh(): a ChatOutput
+    return _Refreshing(output)
+
+
+class _Refreshing:
+    """An Output without a live region: refresh() does nothing."""
+
+    def __init__(self, inner: Output) -> None:
+        self.inner = inner
+        self.server_event, self.client_event = inner.server_event, inner.client_event
+        self.notice, self.close = inner.notice, inner.close
+
+    def refresh(self) -> None:
+        pass
+
+
+class _Chat:
+    """One running chat: the devices are resolved; every part exists from here on."""
+
+    def __init__(self, runner: ChatRunner, in_s: devices.StreamSettings, out_s: devices.StreamSettings,
+                 sd: Any) -> None:
+        opts, clock = runner.opts, runner.clock
+        self.opts, self.output, self.view, self.clock, self.sd = opts, runner.output, runner.view, clock, sd
+        self.in_s, self.out_s = in_s, out_s
+        self.recorder = ChatRecorder(opts.record_dir, clock()) if opts.record_dir else None
+        self.buffer = JitterBuffer(out_s.rate, opts.prebuffer_ms, opts.max_buffer_ms)
+        self.speaker = Speaker(self.buffer, out_s.rate, clock, self.recorder)
+        self.conv = Conversation(runner.settings, self.output, clock=clock)
+        self.conv.listeners.append(self.on_event)
+        self.mic = Mic(CapturePipeline(in_s.rate, in_s.channels, opts.chunk_ms), self.conv,
+                       half_duplex=opts.duplex == "half", hangover_ms=opts.hangover_ms, ptt=opts.ptt,
+                       recorder=self.recorder, agent_audible=lambda: self.buffer.audible,
+                       input_latency=lambda: self.in_stream.latency_s if self.in_stream else 0.0)
+        self.tools = ToolDispatcher(self.conv, runner.runner)
+        self.keys = KeyReader(self.on_key)
+        self.stop_requested = asyncio.Event()
+        self.interrupted = False          # Ctrl-C / SIGTERM asked us to stop
         self.failure: AudioDeviceError | None = None
         self.barge_ins = 0
-        self._stop: asyncio.Event | None = None
-        self._sigints = 0
-        self._unplayed: set[str] = set()          # replies whose first sample is not heard yet
-        self._finished_replies: set[str] = set()  # reply.done received
-        self._reported: set[str] = set()          # reply.heard emitted
-        self._user_t0: float | None = None
-        self._user_frames = 0
-        self._generation = 0
-        self._dropped_reported = 0.0
+        self.reported: set[str] = set()   # reply.heard emitted
+        self.generation = 0
+        self.dropped_reported = 0.0
+        self.out_stream: devices.PlaybackStream | None = None
+        self.in_stream: devices.CaptureStream | None = None
+        self.speaker.out_latency = lambda: self.out_stream.latency_s if self.out_stream else 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        sd = devices.backend()
-        in_s = devices.resolve_stream(self.opts.input_device, "input", sd, "float32")
-        out_s = devices.resolve_stream(self.opts.output_device, "output", sd, "int16")
-        self.recorder = ChatRecorder(self.opts.record_dir, time.monotonic()) if self.opts.record_dir else None
-        self.buffer = JitterBuffer(out_s.rate, self.opts.prebuffer_ms, self.opts.max_buffer_ms)
-        self.playback = PlaybackPipeline(self.buffer, out_s.rate)
-        self.capture = CapturePipeline(in_s.rate, in_s.channels, self.opts.chunk_ms)
-        self.sendq: asyncio.Queue[bytes] = asyncio.Queue(SEND_QUEUE)
-        self.conv = Conversation(self.settings, self.output)
-        self.conv.listeners.append(self.on_event)
-        self.tools = ToolDispatcher(self.conv, self.runner)
-        keys = KeyReader(self.on_key)
         tasks: list[asyncio.Task[Any]] = []
-        self.out_stream: devices.PlaybackStream | None = None
-        self.in_stream: devices.CaptureStream | None = None
         self._install_signals(loop)
         try:
-            self.out_stream = devices.PlaybackStream(out_s, loop, self.buffer, self._device_failed,
-                                                     max(64, out_s.rate * self.opts.out_block_ms // 1000), sd)
-            self.in_stream = devices.CaptureStream(in_s, loop, self._on_blocks, self._device_failed,
-                                                   max(64, in_s.rate * self.opts.in_block_ms // 1000),
-                                                   in_s.rate * self.opts.chunk_ms // 1000, sd)
-            self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
-                               f"{out_s.device.name} ({out_s.rate} Hz); {self.opts.duplex} duplex", "debug")
+            self._open_streams(loop)
             if not await self._until_stopped(self.conv.open()):
-                return self._finish_code()
-            if self.opts.keys and keys.start():
-                self.output.notice("talk now; keys: m mute, r agent speaks, q quit" + (", space talk/stop" if self.opts.ptt
-                                                                        else ""), "debug")
-            tasks = [loop.create_task(self._sender()), loop.create_task(self._ticker())]
-            finished = loop.create_task(self.conv.finished.wait())
-            await self._until_stopped(finished)
-            finished.cancel()
+                return self._outcome()
+            if self.opts.keys and self.keys.start():
+                self.output.notice("talk now; keys: m mute, r agent speaks, q quit"
+                                   + (", space talk/stop" if self.opts.ptt else ""), "debug")
+            tasks = [loop.create_task(self.mic.sender()), loop.create_task(self._ticker())]
+            await self._until_stopped(self.conv.finished.wait())
             if self.conv.finished.is_set() and self.failure is None and self.conv.failure is None \
-                    and not self._stop.is_set():
+                    and not self.stop_requested.is_set():
                 self.output.notice("the server ended the session", "info")
-            return self._finish_code()
+            return self._outcome()
         finally:
-            await self._shutdown(keys, tasks, loop)
+            await self._shutdown(tasks, loop)
 
-    def _finish_code(self) -> int:
+    def _open_streams(self, loop: asyncio.AbstractEventLoop) -> None:
+        opts, in_s, out_s = self.opts, self.in_s, self.out_s
+        self.out_stream = devices.PlaybackStream(out_s, loop, self.buffer, self._device_failed,
+                                                 max(64, out_s.rate * opts.out_block_ms // 1000), self.sd)
+        self.in_stream = devices.CaptureStream(in_s, loop, self.mic.on_blocks, self._device_failed,
+                                               max(64, in_s.rate * opts.in_block_ms // 1000),
+                                               in_s.rate * opts.chunk_ms // 1000, self.sd)
+        self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
+                           f"{out_s.device.name} ({out_s.rate} Hz); {opts.duplex} duplex", "debug")
+
+    def _outcome(self) -> int:
+        """The chat's result for the exit map: a device failure, the conversation's failure,
+        KeyboardInterrupt for Ctrl-C/SIGTERM, else OK."""
         if self.failure is not None:
             raise self.failure
         self.conv.raise_if_failed()
-        return self.exit_code
+        if self.interrupted:
+            raise KeyboardInterrupt
+        return EXIT_OK
 
-    async def _until_stopped(self, aw: Any) -> bool:
+    async def _until_stopped(self, aw: Awaitable[Any]) -> bool:
         """Run ``aw`` until it finishes (True) or a stop is requested (False)."""
-        assert self._stop is not None
         task = asyncio.ensure_future(aw)
-        stop = asyncio.ensure_future(self._stop.wait())
+        stop = asyncio.ensure_future(self.stop_requested.wait())
         done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if task in done:
@@ -171,8 +208,7 @@ class ChatRunner:
         await asyncio.gather(task, return_exceptions=True)
         return False
 
-    async def _shutdown(self, keys: KeyReader, tasks: list[asyncio.Task[Any]],
-                        loop: asyncio.AbstractEventLoop) -> None:
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]], loop: asyncio.AbstractEventLoop) -> None:
         if self.in_stream is not None:
             self.in_stream.close()
         for task in tasks:
@@ -182,7 +218,7 @@ class ChatRunner:
         await self.conv.close()            # session.end, then a short wait for session.ended
         if self.out_stream is not None:
             self.out_stream.close()
-        keys.close()
+        self.keys.close()
         self._remove_signals(loop)
         if self.conv.generation == 0:
             return                          # never connected: nothing to sum up or record
@@ -190,14 +226,12 @@ class ChatRunner:
         self._summary()
         if self.recorder is not None:
             for rid in self.recorder.pending_replies():
-                self._record_reply(rid)
+                self.speaker.record(rid)
             wav, js = self.recorder.write()
             self.output.notice(f"recorded {self.recorder.wav.duration_s:.1f} s to {wav} and {js}", "info")
 
-    def stop(self, code: int) -> None:
-        self.exit_code = code
-        if self._stop is not None:
-            self._stop.set()
+    def stop(self) -> None:
+        self.stop_requested.set()
 
     # ------------------------------------------------------------------ signals and keys
 
@@ -216,130 +250,74 @@ class ChatRunner:
                 pass
 
     def _on_signal(self) -> None:
-        self._sigints += 1
-        if self._sigints > 1:   # a second Ctrl-C: leave now (the terminal is restored by atexit)
-            os._exit(EXIT_INTERRUPTED)
-        self.stop(EXIT_INTERRUPTED)
+        """First Ctrl-C: a clean stop. Python's own SIGINT handler is put back, so a second
+        Ctrl-C raises KeyboardInterrupt at once (terminal restored by the key reader's atexit)."""
+        self.interrupted = True
+        try:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+        self.stop()
 
     def on_key(self, ch: str) -> None:
         if ch in ("q", "Q"):
-            self.stop(EXIT_OK)
+            self.stop()
         elif ch in ("m", "M"):
-            self.muted = not self.muted
-            self.output.notice("microphone muted" if self.muted else "microphone on", "debug")
+            self.mic.muted = not self.mic.muted
+            self.output.notice("microphone muted" if self.mic.muted else "microphone on", "debug")
         elif ch == " " and self.opts.ptt:
-            self.talking = not self.talking
+            self.mic.talking = not self.mic.talking
         elif ch in ("r", "R") and self.conv.session.ready:
             # "speak now": a reply without a user turn (protocol.md 3.4)
             task = asyncio.get_running_loop().create_task(self.conv.send(ReplyCreate()))
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
             self.output.notice("asked the agent to speak (reply.create)", "debug")
 
-    # ------------------------------------------------------------------ devices
-
     def _device_failed(self, message: str) -> None:
         if self.failure is None:
             self.failure = AudioDeviceError(message, DEVICE_HINT)
-        if self._stop is not None:
-            self._stop.set()
-
-    def mic_open(self, now: float) -> bool:
-        if self.muted or not self.talking:
-            return False
-        return self.opts.duplex != "half" or self.gate.mic_open(now)
-
-    def _on_blocks(self, blocks: list[np.ndarray], captured_at: float) -> None:
-        """Mic blocks, on the loop: resample, chunk, queue for sending (and record)."""
-        if self._user_t0 is None:
-            lat = self.in_stream.latency_s if self.in_stream else 0.0
-            self._user_t0 = captured_at - sum(b.shape[0] for b in blocks) / self.capture.in_rate - lat
-        if self.opts.duplex == "half":
-            self.gate.update(captured_at, self.buffer.audible)
-        is_open = self.mic_open(captured_at)
-        for block in blocks:
-            for pcm in self.capture.feed(block):
-                self._queue_chunk(pcm if is_open else bytes(len(pcm)))
-
-    def _queue_chunk(self, pcm: bytes) -> None:
-        if self.recorder is not None and self._user_t0 is not None:
-            self.recorder.add_user(pcm, self._user_t0 + self._user_frames / 24000)
-        self._user_frames += len(pcm) // 2
-        if not self.conv.session.ready:
-            return
-        if self.sendq.full():
-            self.sendq.get_nowait()
-        self.sendq.put_nowait(pcm)
-
-    async def _sender(self) -> None:
-        while True:
-            pcm = await self.sendq.get()
-            await self.conv.send_audio(pcm)
+        self.stop()
 
     # ------------------------------------------------------------------ server events
 
     def on_event(self, rec: Received) -> None:
-        ev, now = rec.event, time.monotonic()
+        """Act on the session's verdicts: it has resolved the reply id and whether it is
+        interrupted; nothing here re-derives them."""
+        ev, rid = rec.event, rec.reply_id or ""
         if isinstance(ev, ReplyAudio):
-            rid = ev.reply_id or self.conv.session.current_reply or ""
-            if not rec.stale and not self.buffer.is_gated(rid):
-                self.playback.push(ev.data, rid)
-                self.latency.audio_received(rid, now)
-                if self.recorder is not None:
-                    self.recorder.agent_audio(rid, ev.data)
+            if not rec.stale and not rec.interrupted:
+                self.speaker.audio(rid, ev.data)
             return
+        if rec.newly_interrupted:
+            self.cut(rid, "reply.done")
         if isinstance(ev, InputSpeechStarted) and not rec.stale:
-            self.barge_in(now)
+            for target in self.speaker.barge_in_targets(self.conv.session.current_reply):
+                self.cut(target, "input.speech.started")
         elif isinstance(ev, InputSpeechStopped):
-            self.latency.speech_stopped(now)
+            self.speaker.speech_stopped()
         elif isinstance(ev, ReplyStarted):
-            self._unplayed.add(ev.reply_id)
-            self.detector.reply_started(ev.reply_id, now)
+            self.speaker.started(ev.reply_id)
         elif isinstance(ev, ReplyDone):
-            self._finished_replies.add(ev.reply_id)
-            if ev.interrupted:
-                self.interrupt_reply(ev.reply_id, now, server_side=True)
+            if not rec.interrupted:
+                self.speaker.done(rid)
             else:
-                self.playback.end(ev.reply_id)
-        elif isinstance(ev, TranscriptAgent) and ev.interrupted:
-            self.interrupt_reply(ev.reply_id, now, server_side=True)
+                self.speaker.finished.add(rid)
         elif isinstance(ev, TranscriptUser) and self.recorder is not None:
-            self.recorder.entry("user", ev.text, now, item_id=ev.item_id)
+            self.recorder.entry("user", ev.text, self.clock(), item_id=ev.item_id)
         elif isinstance(ev, SessionReady):
             self.view.chat.connection = "connected"
         self.view.apply(rec)
 
-    def barge_in(self, now: float) -> None:
-        """The user started speaking: cut whatever reply is playing or still coming."""
-        targets = []
-        current = self.conv.session.current_reply
-        if current:
-            targets.append(current)
-        playing = self.buffer.current_reply
-        if playing and playing not in targets and (self.buffer.depth_frames > 0 or self.buffer.audible):
-            targets.append(playing)
-        for rid in targets:
-            self.interrupt_reply(rid, now, server_side=False)
-
-    def interrupt_reply(self, rid: str, now: float, server_side: bool) -> None:
-        """Flush ``rid`` from playback and gate its late audio (idempotent)."""
-        if self.buffer.is_gated(rid):
+    def cut(self, rid: str, trigger: str) -> None:
+        """Flush ``rid`` from playback (idempotent) and say so."""
+        cut: Cut | None = self.speaker.cut(rid)
+        if cut is None:
             return
-        flushed = self.playback.interrupt(rid)
-        if server_side:
-            # Only the server's word ends the reply for the session (its tool results dropped):
-            # input.speech.started may be a back-channel the server does not treat as a barge-in,
-            # and then the reply's tool results must still go out at its reply.done (protocol.md 6.3).
-            self.conv.session.interrupt(rid)
-        played = self.buffer.played_ms(rid)
         self.barge_ins += 1
-        self.latency.dropped(rid)
-        self.detector.reply_interrupted(rid, now)
-        self.view.interrupted(rid, played)
-        self.output.client_event("barge_in", reply_id=rid, played_ms=round(played, 1),
-                                 flushed_ms=round(flushed * 1000 / self.buffer.rate, 1),
-                                 trigger="reply.done" if server_side else "input.speech.started")
-        self._record_reply(rid)
-        if self.opts.duplex == "full" and self.detector.should_warn():
+        self.view.interrupted(rid, cut.played_ms)
+        self.output.client_event("barge_in", reply_id=rid, played_ms=round(cut.played_ms, 1),
+                                 flushed_ms=round(cut.flushed_ms, 1), trigger=trigger)
+        if self.opts.duplex == "full" and self.speaker.detector.should_warn():
             self.output.notice("the agent keeps getting interrupted right after it starts speaking: the mic "
                                "probably hears the speaker. Use headphones, or run with --duplex half",
                                "warning")
@@ -348,10 +326,10 @@ class ChatRunner:
 
     async def _ticker(self) -> None:
         last_blocks = (-1, -1)
-        last_change = time.monotonic()
+        last_change = self.clock()
         while True:
             await asyncio.sleep(TICK_S)
-            now = time.monotonic()
+            now = self.clock()
             blocks = (self.in_stream.blocks if self.in_stream else 0,
                       self.out_stream.blocks if self.out_stream else 0)
             if blocks[0] != last_blocks[0] and blocks[1] != last_blocks[1]:
@@ -362,91 +340,58 @@ class ChatRunner:
             for stream in (self.in_stream, self.out_stream):
                 if stream is not None:
                     stream.check_alive()
-            self._poll_playback()
+            for turn in self.speaker.poll():
+                self.output.client_event("metrics", scope="turn", **turn)
+            playing = self.buffer.current_reply
+            if playing:
+                self.view.set_played(playing, self.speaker.heard_ms(playing))
             self._report_replies(final=False)
-            self._update_status()
-            refresh = getattr(self.output, "refresh", None)
-            if refresh is not None:
-                refresh()
-
-    def _out_latency(self) -> float:
-        return self.out_stream.latency_s if self.out_stream else 0.0
-
-    def _poll_playback(self) -> None:
-        lat = self._out_latency()
-        for rid in list(self._unplayed):
-            first = self.buffer.first_played_at(rid)
-            if first is None:
-                continue
-            self._unplayed.discard(rid)
-            self.detector.reply_audio_played(rid, first + lat)
-            turn = self.latency.heard(rid, first + lat)
-            if turn is not None:
-                self.output.client_event("metrics", scope="turn", **turn.to_dict())
-            for older in self.recorder.pending_replies() if self.recorder else []:
-                if older != rid:
-                    self._record_reply(older)
-        playing = self.buffer.current_reply
-        if playing:
-            self.view.set_played(playing, self._heard_ms(playing))
-
-    def _heard_ms(self, rid: str) -> float:
-        """Playback position of ``rid`` as heard: everything once it has all been played."""
-        played = self.buffer.played_ms(rid)
-        received_ms = self.playback.received_frames.get(rid, 0) / 24.0
-        if rid in self._finished_replies and played >= received_ms - 2.0:
-            return math.inf
-        return max(0.0, played - self._out_latency() * 1000.0)
-
-    def _record_reply(self, rid: str) -> None:
-        if self.recorder is not None:
-            first = self.buffer.first_played_at(rid)
-            self.recorder.agent_played(rid, None if first is None else first + self._out_latency(),
-                                       self.buffer.played_ms(rid))
+            self._update_status(now)
+            self.output.refresh()
 
     def _report_replies(self, final: bool) -> None:
         """Emit ``voicecli.reply.heard`` for agent lines that are done (played through or cut)."""
         if final:
             for line in self.view.lines:
-                if line.role == "agent" and not line.final and line.key in self._finished_replies:
+                if line.role == "agent" and not line.final and line.key in self.speaker.finished:
                     self.view.set_played(line.key, math.inf)
         for line in self.view.lines[-20:]:
-            if line.role != "agent" or not line.final or line.key in self._reported:
+            if line.role != "agent" or not line.final or line.key in self.reported:
                 continue
-            self._reported.add(line.key)
+            self.reported.add(line.key)
             heard_s = line.heard_s if isinstance(line, ChatLine) else None
             self.output.client_event("reply.heard", reply_id=line.key, text=line.text,
                                      interrupted=line.interrupted, played_s=heard_s)
             if self.recorder is not None:
-                self.recorder.entry("agent", line.text, time.monotonic(), reply_id=line.key,
+                self.recorder.entry("agent", line.text, self.clock(), reply_id=line.key,
                                     interrupted=line.interrupted, played_s=heard_s)
 
-    def _update_status(self) -> None:
+    def _update_status(self, now: float) -> None:
         s = self.view.chat
         if self.conv.connected.is_set():
             s.connection = "connected"
-            if self.conv.generation != self._generation:
-                self._generation = self.conv.generation
-                lost = self.conv.dropped_audio_ms - self._dropped_reported
-                if self._generation > 1 and lost > 0:
+            if self.conv.generation != self.generation:
+                self.generation = self.conv.generation
+                lost = self.conv.dropped_audio_ms - self.dropped_reported
+                if self.generation > 1 and lost > 0:
                     self.output.notice(f"{lost / 1000:.1f} s of microphone audio was not sent while "
                                        "reconnecting; please repeat what you said", "warning")
-                self._dropped_reported = self.conv.dropped_audio_ms
+                self.dropped_reported = self.conv.dropped_audio_ms
         elif self.conv.generation > 0:
             s.connection = "reconnecting"
-        s.level_db = self.capture.measure_level()
-        s.muted = self.muted
-        s.ptt = self.talking if self.opts.ptt else None
-        s.gated = self.opts.duplex == "half" and not self.gate.mic_open(time.monotonic())
+        s.level_db = self.mic.capture.measure_level()
+        s.muted = self.mic.muted
+        s.ptt = self.mic.talking if self.opts.ptt else None
+        s.gated = self.mic.half_duplex and not self.mic.gate.mic_open(now)
         s.buffer_ms = self.buffer.depth_ms
         s.underruns = self.buffer.stats.underruns
-        last = self.latency.last
+        last = self.speaker.latency.last
         if last is not None:
             s.last_total_ms, s.last_server_ms, s.last_local_ms = last.total_ms, last.server_ms, last.local_ms
 
     def _summary(self) -> None:
         stats = self.buffer.stats
-        summary = self.latency.summary()
+        summary = self.speaker.latency.summary()
         self.output.client_event(
             "metrics", scope="session", **summary, barge_ins=self.barge_ins, underruns=stats.underruns,
             underrun_ms=round(stats.underrun_frames * 1000 / self.buffer.rate, 1),

@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from voicecli.app import transport
 from voicecli.errors import AuthError, ConnectError, ServerError, TimeoutExpired, VoicecliError
@@ -75,7 +75,7 @@ class Conversation:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> Conversation:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 

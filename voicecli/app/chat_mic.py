@@ -1,0 +1,74 @@
+"""The user's side of a chat: mic blocks -> 24 kHz ``input.audio`` chunks -> the socket.
+
+The PortAudio input callback hands blocks to the loop (``call_soon_threadsafe``, design.md 5);
+:meth:`Mic.on_blocks` runs there: it downmixes, resamples and cuts 20-50 ms chunks
+(:class:`~voicecli.audio.pipeline.CapturePipeline`), replaces them with silence while the mic is
+closed (muted, push-to-talk released, or the half-duplex gate shut), and queues them; the
+:meth:`Mic.sender` task writes them once the session is ready. A full queue drops its oldest chunk
+(a stalled socket must not grow memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import numpy as np
+
+from voicecli.app.conversation import Conversation
+from voicecli.app.recording import ChatRecorder
+from voicecli.audio.gate import HalfDuplexGate
+from voicecli.audio.pipeline import CapturePipeline
+from voicecli.protocol.constants import RATE
+
+SEND_QUEUE = 50      # chunks (1 s at 20 ms) buffered towards the socket before dropping
+
+
+class Mic:
+    """Capture-side state: mute, push-to-talk, half duplex, and the user-audio clock."""
+
+    def __init__(self, capture: CapturePipeline, conv: Conversation, *, half_duplex: bool,
+                 hangover_ms: int, ptt: bool, recorder: ChatRecorder | None,
+                 agent_audible: Callable[[], bool], input_latency: Callable[[], float]) -> None:
+        self.capture, self.conv, self.recorder = capture, conv, recorder
+        self.half_duplex = half_duplex
+        self.gate = HalfDuplexGate(hangover_ms)
+        self.ptt = ptt
+        self.muted = False
+        self.talking = not ptt
+        self.agent_audible = agent_audible
+        self.input_latency = input_latency
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(SEND_QUEUE)
+        self._t0: float | None = None      # capture time of the first sample
+        self._frames = 0                   # 24 kHz frames produced so far
+
+    def is_open(self, now: float) -> bool:
+        if self.muted or not self.talking:
+            return False
+        return not self.half_duplex or self.gate.mic_open(now)
+
+    def on_blocks(self, blocks: list[np.ndarray], captured_at: float) -> None:
+        """Mic blocks, on the loop: resample, chunk, queue for sending (and record)."""
+        if self._t0 is None:
+            frames = sum(b.shape[0] for b in blocks)
+            self._t0 = captured_at - frames / self.capture.in_rate - self.input_latency()
+        if self.half_duplex:
+            self.gate.update(captured_at, self.agent_audible())
+        is_open = self.is_open(captured_at)
+        for block in blocks:
+            for pcm in self.capture.feed(block):
+                self._queue(pcm if is_open else bytes(len(pcm)))
+
+    def _queue(self, pcm: bytes) -> None:
+        if self.recorder is not None and self._t0 is not None:
+            self.recorder.add_user(pcm, self._t0 + self._frames / RATE)
+        self._frames += len(pcm) // 2
+        if not self.conv.session.ready:
+            return
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(pcm)
+
+    async def sender(self) -> None:
+        while True:
+            await self.conv.send_audio(await self.queue.get())

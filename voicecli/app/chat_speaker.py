@@ -1,0 +1,121 @@
+"""The agent's side of a chat: ``reply.audio`` into the jitter buffer, barge-in flushes, and what
+was heard when (latency, self-interruption, recording). Loop-side only: the output callback reads
+the buffer on PortAudio's thread (design.md principle 5).
+
+The session decides whether audio is stale or a reply interrupted (:class:`Received`); this class
+only acts on those verdicts. A local barge-in (``input.speech.started``) cuts playback at once but
+leaves the reply's tool results to the server's verdict: speech may be a back-channel the server
+does not treat as an interruption (protocol.md 6.3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voicecli.app.latency import LatencyTracker
+from voicecli.app.recording import ChatRecorder
+from voicecli.audio.gate import SelfInterruptDetector
+from voicecli.audio.jitter import JitterBuffer
+from voicecli.audio.pipeline import PlaybackPipeline
+from voicecli.protocol.constants import RATE
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A reply flushed from playback: how much of it was heard and how much was thrown away."""
+
+    reply_id: str
+    played_ms: float
+    flushed_ms: float
+
+
+class Speaker:
+    """Plays replies and keeps their play-out facts. ``out_latency`` reads the output stream's
+    latency (seconds) when asked, since the stream opens after this object exists."""
+
+    def __init__(self, buffer: JitterBuffer, device_rate: int, clock: Callable[[], float],
+                 recorder: ChatRecorder | None = None) -> None:
+        self.buffer = buffer
+        self.playback = PlaybackPipeline(buffer, device_rate)
+        self.clock = clock
+        self.recorder = recorder
+        self.latency = LatencyTracker()
+        self.detector = SelfInterruptDetector()
+        self.out_latency: Callable[[], float] = lambda: 0.0
+        self.unplayed: set[str] = set()     # replies whose first sample is not heard yet
+        self.finished: set[str] = set()     # reply.done received
+
+    # -- from the server ------------------------------------------------------------------
+    def audio(self, reply_id: str, pcm: bytes) -> None:
+        """Queue a live reply's audio (the caller checked the session's verdict)."""
+        if self.buffer.is_gated(reply_id):     # cut locally by a barge-in
+            return
+        self.playback.push(pcm, reply_id)
+        self.latency.audio_received(reply_id, self.clock())
+        if self.recorder is not None:
+            self.recorder.agent_audio(reply_id, pcm)
+
+    def started(self, reply_id: str) -> None:
+        self.unplayed.add(reply_id)
+        self.detector.reply_started(reply_id, self.clock())
+
+    def done(self, reply_id: str) -> None:
+        self.finished.add(reply_id)
+        self.playback.end(reply_id)
+
+    def speech_stopped(self) -> None:
+        self.latency.speech_stopped(self.clock())
+
+    # -- barge-in --------------------------------------------------------------------------
+    def barge_in_targets(self, current_reply: str | None) -> list[str]:
+        """Replies to cut when the user starts talking: the one in progress and the one playing."""
+        targets = [current_reply] if current_reply else []
+        playing = self.buffer.current_reply
+        if playing and playing not in targets and (self.buffer.depth_frames > 0 or self.buffer.audible):
+            targets.append(playing)
+        return targets
+
+    def cut(self, reply_id: str) -> Cut | None:
+        """Flush ``reply_id`` from playback and gate its late audio; None if it was cut before."""
+        if self.buffer.is_gated(reply_id):
+            return None
+        flushed = self.playback.interrupt(reply_id)
+        played = self.buffer.played_ms(reply_id)
+        self.latency.dropped(reply_id)
+        self.detector.reply_interrupted(reply_id, self.clock())
+        self.record(reply_id)
+        return Cut(reply_id, played, flushed * 1000 / self.buffer.rate)
+
+    # -- play-out (ticker) -----------------------------------------------------------------
+    def poll(self) -> list[dict[str, object]]:
+        """Note replies whose first sample was heard; returns the per-turn latency figures."""
+        lat, turns = self.out_latency(), []
+        for rid in list(self.unplayed):
+            first = self.buffer.first_played_at(rid)
+            if first is None:
+                continue
+            self.unplayed.discard(rid)
+            self.detector.reply_audio_played(rid, first + lat)
+            turn = self.latency.heard(rid, first + lat)
+            if turn is not None:
+                turns.append(turn.to_dict())
+            for older in self.recorder.pending_replies() if self.recorder else []:
+                if older != rid:
+                    self.record(older)
+        return turns
+
+    def heard_ms(self, reply_id: str) -> float:
+        """Playback position of ``reply_id`` as heard: everything once it has all been played."""
+        played = self.buffer.played_ms(reply_id)
+        received_ms = self.playback.received_frames.get(reply_id, 0) * 1000 / RATE
+        if reply_id in self.finished and played >= received_ms - 2.0:
+            return math.inf
+        return max(0.0, played - self.out_latency() * 1000.0)
+
+    def record(self, reply_id: str) -> None:
+        if self.recorder is not None:
+            first = self.buffer.first_played_at(reply_id)
+            self.recorder.agent_played(reply_id, None if first is None else first + self.out_latency(),
+                                       self.buffer.played_ms(reply_id))
