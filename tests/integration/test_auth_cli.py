@@ -84,7 +84,7 @@ def test_token_from_the_embedded_server() -> None:
 
 
 def test_token_url_derivation() -> None:
-    from voicecli.cli_config import token_url
+    from voicecli.app.tokens import token_url
     assert token_url("ws://127.0.0.1:8765/v1/ws?scenario=x") == "http://127.0.0.1:8765/v1/token"
     assert token_url("wss://agents.assemblyai.com/v1/ws") == "https://agents.assemblyai.com/v1/token"
     assert token_url("wss://h.example/v1/realtime/") == "https://h.example/v1/token"

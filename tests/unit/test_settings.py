@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from voicecli.config import CommonFlags, load
 from voicecli.errors import ConfigError, UsageError
-from voicecli.settings import DEFAULT_URL, CommonFlags, load, resolve
+from voicecli.protocol.constants import DEFAULT_URL
+from voicecli.settings import resolve
 from voicecli.tools import CallableTool, CommandTool
 
 ENV_NAMES = ("ASSEMBLYAI_API_KEY", "VOICECLI_URL", "VOICECLI_VOICE", "VOICECLI_PROFILE", "VOICECLI_CONFIG",
