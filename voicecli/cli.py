@@ -1,7 +1,8 @@
 """The ``voicecli`` command line (cli-contract.md). Thin: parse, resolve settings, call ``app``,
 return an exit status. :func:`main` goes through :func:`voicecli.core.raw_main` (the one exit map and
 the one :class:`~voicecli.env.Environment`). ``chat``/``devices``/``doctor`` live in
-:mod:`voicecli.cli_audio`, ``config``/``token`` in :mod:`voicecli.cli_config`. Heavy imports (numpy, soundfile, websockets, sounddevice) happen inside
+:mod:`voicecli.cli_audio`, ``config``/``token`` in :mod:`voicecli.cli_config`. Heavy imports
+(numpy, soundfile, websockets, sounddevice) happen inside
 the commands so ``voicecli --help`` is fast and works without PortAudio."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -43,7 +44,7 @@ app = typer.Typer(
 )
 
 
-class Pace(str, Enum):
+class Pace(StrEnum):
     realtime = "realtime"
     fast = "fast"
 
@@ -86,7 +87,8 @@ def ask(
     transcript: Annotated[bool, typer.Option("--transcript", help="Also print user:/agent: lines.")] = False,
     save_reply: Annotated[Path | None, typer.Option("--save-reply", help="Write the agent's audio "
                                                        "(24 kHz mono PCM16 WAV).")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each reply.")] = 30.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1,
+                                           help="Seconds to wait for each reply.")] = 30.0,
     pace: Annotated[Pace, typer.Option("--pace", help="realtime, or fast for servers that allow it.")]
     = Pace.realtime,
     trailing_silence: Annotated[int, typer.Option("--trailing-silence", min=0, max=30000,
@@ -159,9 +161,9 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 = a free port).")] = 8765,
-    api_key: Annotated[str | None, typer.Option("--api-key", envvar="VOICECLI_SERVE_API_KEY",
-                                                   show_envvar=True, show_default=False,
-                                                   help="Require this key (or a token minted with it).")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", envvar="VOICECLI_SERVE_API_KEY", show_envvar=True, show_default=False,
+        help="Require this key (or a token minted with it).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="default, or scripted (a test double driven by "
                                                          "a scenario).")] = "default",
     scenario: Annotated[str | None, typer.Option("--scenario", help="Scenario name or file for the "

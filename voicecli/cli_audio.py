@@ -8,7 +8,7 @@ rich live) happen inside the commands.
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,7 +37,7 @@ from voicecli.status import ExitStatus
 DEFAULT_PREBUFFER_MS = 60
 
 
-class Duplex(str, Enum):
+class Duplex(StrEnum):
     full = "full"
     half = "half"
 
@@ -111,7 +111,9 @@ def chat(
         output = make_chat_output(env, json_mode, no_ui, debug, view, ptt)
         try:
             with Endpoint(resolved) as endpoint:
-                return await ChatRunner(endpoint.connection(resolved.session), opts, output, ToolRunner(resolved.tools), view).run()
+                runner = ChatRunner(endpoint.connection(resolved.session), opts, output,
+                                    ToolRunner(resolved.tools), view)
+                return await runner.run()
         finally:
             output.close()
 
@@ -151,8 +153,8 @@ def devices(
 
 
 def _device_row(d: Any) -> list[str]:
-    marks = ", ".join(m for m, on in (("default input", d.default_input), ("default output", d.default_output))
-                      if on)
+    marks = ", ".join(m for m, on in (("default input", d.default_input),
+                                      ("default output", d.default_output)) if on)
     return [str(d.index), d.name, d.hostapi, str(d.max_input_channels), str(d.max_output_channels),
             f"{d.default_samplerate:.0f}", marks]
 

@@ -11,19 +11,20 @@ The ``EXIT_*`` names are aliases of the enum members, kept for modules not yet u
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from voicecli.status import ExitStatus
 
-EXIT_OK = ExitStatus.OK
-EXIT_ERROR = ExitStatus.ERROR
-EXIT_USAGE = ExitStatus.USAGE
-EXIT_AUTH = ExitStatus.AUTH
-EXIT_CONNECT = ExitStatus.CONNECT
-EXIT_PROTOCOL = ExitStatus.PROTOCOL
-EXIT_AUDIO = ExitStatus.AUDIO
-EXIT_TIMEOUT = ExitStatus.TIMEOUT
-EXIT_INTERRUPTED = ExitStatus.INTERRUPTED
+# Typed int (not ExitStatus) so existing ``code: int = EXIT_OK`` style code keeps type-checking.
+EXIT_OK: Final[int] = ExitStatus.OK
+EXIT_ERROR: Final[int] = ExitStatus.ERROR
+EXIT_USAGE: Final[int] = ExitStatus.USAGE
+EXIT_AUTH: Final[int] = ExitStatus.AUTH
+EXIT_CONNECT: Final[int] = ExitStatus.CONNECT
+EXIT_PROTOCOL: Final[int] = ExitStatus.PROTOCOL
+EXIT_AUDIO: Final[int] = ExitStatus.AUDIO
+EXIT_TIMEOUT: Final[int] = ExitStatus.TIMEOUT
+EXIT_INTERRUPTED: Final[int] = ExitStatus.INTERRUPTED
 
 
 class VoicecliError(Exception):

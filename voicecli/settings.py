@@ -37,8 +37,8 @@ from voicecli.protocol.constants import DEFAULT_URL
 from voicecli.urls import is_loopback
 
 # CommonFlags and load are config's, re-exported for callers that resolve settings in one import.
-__all__ = ["CommonFlags", "Resolved", "build_tools", "check_client", "client_settings", "load", "load_checked", "ordered",
-           "resolve", "session_config"]
+__all__ = ["CommonFlags", "Resolved", "build_tools", "check_client", "client_settings", "load",
+           "load_checked", "ordered", "resolve", "session_config"]
 
 
 @dataclass

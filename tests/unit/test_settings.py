@@ -232,4 +232,5 @@ def test_config_example_loads_with_every_profile() -> None:
     for profile in (None, "local", "uk", "patient"):
         r = resolve(CommonFlags(config_path=str(path), profile=profile, api_key="k"))
         assert r.session["tools"][0]["name"] == "get_weather"
-    assert resolve(CommonFlags(config_path=str(path), profile="uk", api_key="k")).session["output"]["voice"] == "anna"
+    uk = resolve(CommonFlags(config_path=str(path), profile="uk", api_key="k"))
+    assert uk.session["output"]["voice"] == "anna"

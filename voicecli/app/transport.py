@@ -7,10 +7,14 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from voicecli import __version__
 from voicecli.errors import AuthError, ConnectError, ServerError, UsageError
 from voicecli.urls import check_url, is_loopback, redact_url, with_token
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 __all__ = ["MAX_FRAME", "backoff", "check_url", "connect", "is_loopback", "redact_url", "with_token"]
 
@@ -26,8 +30,8 @@ def backoff(base: float = 0.25, cap: float = 4.0) -> Iterator[float]:
 
 
 async def connect(url: str, api_key: str | None = None, token: str | None = None,
-                  open_timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    """Open the WebSocket. Returns a ``websockets.asyncio.client.ClientConnection``.
+                  open_timeout: float = 10.0) -> ClientConnection:
+    """Open the WebSocket (the caller closes it).
 
     Raises AuthError (HTTP 401/403), ConnectError (refused, DNS, TLS, timeout), ServerError
     (any other handshake failure), UsageError (bad URL)."""
