@@ -1,27 +1,40 @@
 """The ``voicecli`` command line (cli-contract.md). Thin: parse, resolve settings, call ``app``,
-map errors to exit codes. Heavy imports (numpy, soundfile, websockets, sounddevice) happen inside
+return an exit status. :func:`main` goes through :func:`voicecli.core.raw_main` (the one exit map and
+the one :class:`~voicecli.env.Environment`). ``chat``/``devices``/``doctor`` live in
+:mod:`voicecli.cli_audio`, ``config``/``token`` in :mod:`voicecli.cli_config`. Heavy imports
+(numpy, soundfile, websockets, sounddevice) happen inside
 the commands so ``voicecli --help`` is fast and works without PortAudio."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import sys
-from collections.abc import Callable, Coroutine
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-from voicecli import __version__
-from voicecli.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    UsageError,
-    VoicecliError,
+from voicecli import __version__, cli_audio, cli_config
+from voicecli.cli_options import (
+    AgentOpt,
+    ConfigOpt,
+    DebugOpt,
+    GreetingOpt,
+    JsonOpt,
+    KeyOpt,
+    LocalOpt,
+    ProfileOpt,
+    PromptOpt,
+    TokenOpt,
+    UrlOpt,
+    VoiceOpt,
+    environment,
 )
+from voicecli.core import raw_main, run_command
+from voicecli.errors import ConnectError, UsageError
+from voicecli.status import ExitStatus
 
 app = typer.Typer(
     name="voicecli", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -30,82 +43,26 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-T = TypeVar("T")
-from voicecli.settings import DEFAULT_URL
 
-
-class Pace(str, Enum):
+class Pace(StrEnum):
     realtime = "realtime"
     fast = "fast"
-
-
-def _print_error(exc: VoicecliError) -> None:
-    from voicecli.ui.sanitize import clean
-    sys.stderr.write(f"voicecli: error: {clean(exc.one_line(), 1000)}\n")
-    sys.stderr.flush()
-
-
-def run_command(fn: Callable[[], Coroutine[Any, Any, T]], debug: bool = False) -> T:
-    """Run an async command body; map errors and Ctrl-C to exit codes (design.md principle 11)."""
-    try:
-        return asyncio.run(fn())
-    except VoicecliError as exc:
-        if debug:
-            import traceback
-            traceback.print_exc()
-        _print_error(exc)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        sys.stderr.write("voicecli: interrupted\n")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def version_callback(value: bool) -> None:
     if value:
         typer.echo(f"voicecli {__version__}")
-        raise typer.Exit(EXIT_OK)
+        raise typer.Exit(ExitStatus.OK)
 
 
 @app.callback()
 def main_callback(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """voicecli: a terminal client for the AssemblyAI Voice Agent API."""
-
-
-# ------------------------------------------------------------------------------------------
-# shared option types
-# ------------------------------------------------------------------------------------------
-
-UrlOpt = Annotated[str | None, typer.Option("--url", envvar="VOICECLI_URL",
-                                               help=f"Server URL [default: {DEFAULT_URL}].")]
-LocalOpt = Annotated[bool, typer.Option("--local", help="Start the embedded local server and talk to it "
-                                                        "(no account, no network).")]
-KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="ASSEMBLYAI_API_KEY", show_envvar=True,
-                                               help="API key (sent as a Bearer header).", show_default=False)]
-TokenOpt = Annotated[str | None, typer.Option("--token", help="Temporary token (sent as ?token=).",
-                                                 show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="NDJSON events on stdout.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug notices on stderr.")]
-PromptOpt = Annotated[str | None, typer.Option("--system-prompt", help="Inline system prompt.")]
-GreetingOpt = Annotated[str | None, typer.Option("--greeting", help="Greeting spoken first, verbatim.")]
-VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Agent voice (e.g. alba, anna, george).")]
-AgentOpt = Annotated[str | None, typer.Option("--agent-id", help="Use a stored agent (no inline fields).")]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", envvar="VOICECLI_PROFILE",
-                                                   help="Named profile from the config file.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", envvar="VOICECLI_CONFIG",
-                                                   help="Config file (default: the user config dir).")]
-
-
-def make_output(json_mode: bool, labels: bool, debug: bool) -> Any:
-    from voicecli.ui.output import JsonOutput, PlainOutput
-    if json_mode:
-        return JsonOutput()
-    if not sys.stdout.isatty():
-        return PlainOutput(labels=labels, verbose=debug)
-    from voicecli.ui.live import LiveOutput
-    return LiveOutput(verbose=debug)
+    environment(ctx)
 
 
 # ------------------------------------------------------------------------------------------
@@ -115,6 +72,7 @@ def make_output(json_mode: bool, labels: bool, debug: bool) -> Any:
 
 @app.command(no_args_is_help=True)
 def ask(
+    ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="Audio files (WAV/FLAC/OGG/MP3, any rate); "
                                                      "each is one user turn.", show_default=False)],
     url: UrlOpt = None,
@@ -129,7 +87,8 @@ def ask(
     transcript: Annotated[bool, typer.Option("--transcript", help="Also print user:/agent: lines.")] = False,
     save_reply: Annotated[Path | None, typer.Option("--save-reply", help="Write the agent's audio "
                                                        "(24 kHz mono PCM16 WAV).")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each reply.")] = 30.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1,
+                                           help="Seconds to wait for each reply.")] = 30.0,
     pace: Annotated[Pace, typer.Option("--pace", help="realtime, or fast for servers that allow it.")]
     = Pace.realtime,
     trailing_silence: Annotated[int, typer.Option("--trailing-silence", min=0, max=30000,
@@ -150,25 +109,22 @@ def ask(
     from voicecli.app.ask import AskOptions, run_ask
     from voicecli.app.endpoint import Endpoint
     from voicecli.audio.files import load_audio_files
-    from voicecli.settings import CommonFlags, resolve
+    from voicecli.config import CommonFlags
+    from voicecli.settings import resolve
     from voicecli.tools import ToolRunner
+    from voicecli.ui.modes import make_output
+
+    env = environment(ctx)
 
     flags = CommonFlags(url=url, local=local, api_key=api_key, token=token, system_prompt=system_prompt,
                         greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
                         config_path=str(config) if config else None)
 
     async def body() -> None:
-        if expect and len(expect) > len(files):
-            raise UsageError(f"{len(expect)} --expect patterns for {len(files)} file(s)",
-                             "give at most one --expect per file")
-        for pattern in expect or []:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise UsageError(f"--expect {pattern!r} is not a valid regular expression: {exc}") from None
+        _check_expect(expect or [], len(files))
         audio = load_audio_files(files)            # bad files fail before connecting (exit 6)
-        resolved = resolve(flags)                  # bad settings fail before connecting (exit 2)
-        output = make_output(json_mode, transcript, debug)
+        resolved = resolve(flags, env.stderr)      # bad settings fail before connecting (exit 2)
+        output = make_output(env, json_mode, transcript, debug)
         try:
             with Endpoint(resolved) as endpoint:
                 settings = endpoint.connection(resolved.session, ready_timeout=timeout)
@@ -180,7 +136,19 @@ def ask(
         finally:
             output.close()
 
-    run_command(body, debug)
+    run_command(body, env, debug)
+
+
+def _check_expect(expect: list[str], files: int) -> None:
+    """``--expect``: at most one per file, each a valid regular expression (else UsageError)."""
+    if len(expect) > files:
+        raise UsageError(f"{len(expect)} --expect patterns for {files} file(s)",
+                         "give at most one --expect per file")
+    for pattern in expect:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(f"--expect {pattern!r} is not a valid regular expression: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -190,11 +158,12 @@ def ask(
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 = a free port).")] = 8765,
-    api_key: Annotated[str | None, typer.Option("--api-key", envvar="VOICECLI_SERVE_API_KEY",
-                                                   show_envvar=True, show_default=False,
-                                                   help="Require this key (or a token minted with it).")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", envvar="VOICECLI_SERVE_API_KEY", show_envvar=True, show_default=False,
+        help="Require this key (or a token minted with it).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="default, or scripted (a test double driven by "
                                                          "a scenario).")] = "default",
     scenario: Annotated[str | None, typer.Option("--scenario", help="Scenario name or file for the "
@@ -212,6 +181,8 @@ def serve(
     from voicecli.server.app import LocalServer
     from voicecli.server.options import Faults, ServerOptions
 
+    env = environment(ctx)
+
     async def body() -> None:
         if engine not in ("default", "scripted"):
             raise UsageError(f"unknown engine {engine!r}", "use default or scripted")
@@ -228,43 +199,34 @@ def serve(
         try:
             url = await server.start()
         except OSError as exc:
-            from voicecli.errors import ConnectError
             raise ConnectError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                                "pick another --port, or --port 0 for a free one") from None
-        print(url, flush=True)
+        env.stdout.write(url + "\n")
+        env.stdout.flush()
         if api_key is None:
-            sys.stderr.write("voicecli serve: no --api-key set, so any key (or none) is accepted\n")
-        sys.stderr.flush()
+            env.stderr.write("voicecli serve: no --api-key set, so any key (or none) is accepted\n")
+        env.stderr.flush()
         try:
             await server.serve_forever()
         finally:
             await server.stop()
 
-    run_command(body, debug)
+    run_command(body, env, debug)
 
 
-def _register_command_modules() -> None:
-    """Commands that live in their own modules register themselves on ``app`` when imported."""
-    import importlib
-    for name in ("voicecli.cli_audio", "voicecli.cli_config"):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-
-
-_register_command_modules()
+# Commands in their own modules (plain functions; registered here, so they never import this module).
+app.command()(cli_audio.chat)
+app.command()(cli_audio.devices)
+app.command()(cli_audio.doctor)
+app.command()(cli_config.token)
+app.add_typer(cli_config.config_app, name="config")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: run the app on ``sys.argv`` and exit with its status."""
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
-    app()
+    sys.exit(raw_main(app, sys.argv[1:]))
 
 
 if __name__ == "__main__":
-    # `python -m voicecli.cli`: run the importable module's app, on which the command modules
-    # (cli_audio, cli_config) registered themselves, not this __main__ copy's.
-    from voicecli.cli import main as _main
-    _main()
+    main()

@@ -1,20 +1,20 @@
 """The audio commands: ``voicecli chat``, ``voicecli devices``, ``voicecli doctor`` (cli-contract.md).
 
-Imported by ``voicecli.cli`` at the end; registers on its ``app``. Thin like the rest of the CLI:
-heavy imports (numpy, sounddevice, websockets, rich live) happen inside the commands.
+Plain functions that :mod:`voicecli.cli` registers on its ``app`` (this module never imports
+``voicecli.cli``). Thin like the rest of the CLI: heavy imports (numpy, sounddevice, websockets,
+rich live) happen inside the commands.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from voicecli.cli import (
+from voicecli.cli_options import (
     AgentOpt,
     ConfigOpt,
     DebugOpt,
@@ -27,15 +27,17 @@ from voicecli.cli import (
     TokenOpt,
     UrlOpt,
     VoiceOpt,
-    app,
-    run_command,
+    echo,
+    environment,
 )
-from voicecli.errors import EXIT_INTERRUPTED, EXIT_OK
+from voicecli.core import run_command
+from voicecli.env import Environment
+from voicecli.status import ExitStatus
 
 DEFAULT_PREBUFFER_MS = 60
 
 
-class Duplex(str, Enum):
+class Duplex(StrEnum):
     full = "full"
     half = "half"
 
@@ -46,19 +48,8 @@ OutDevOpt = Annotated[str | None, typer.Option("--output-device", help="Speaker:
                                                                            "name (see `voicecli devices`).")]
 
 
-def _chat_output(json_mode: bool, no_ui: bool, debug: bool, view: Any, ptt: bool) -> Any:
-    from voicecli.ui.chatview import ChatLiveOutput, ChatPlainOutput
-    from voicecli.ui.output import JsonOutput
-    if json_mode:
-        return JsonOutput()
-    if no_ui or not sys.stdout.isatty() or not sys.stderr.isatty():
-        return ChatPlainOutput(verbose=debug)
-    keys = "keys: m mute/unmute | r agent speaks | q quit" + (" | space talk/stop" if ptt else "") + " | Ctrl-C end"
-    return ChatLiveOutput(view, keys=keys, verbose=debug)
-
-
-@app.command()
 def chat(
+    ctx: typer.Context,
     url: UrlOpt = None,
     local: LocalOpt = False,
     api_key: KeyOpt = None,
@@ -90,9 +81,13 @@ def chat(
     """Talk with the agent through your microphone and speaker, with live transcripts."""
     from voicecli.app.chat import ChatOptions, ChatRunner
     from voicecli.app.endpoint import Endpoint
-    from voicecli.settings import CommonFlags, resolve
+    from voicecli.config import CommonFlags
+    from voicecli.settings import resolve
     from voicecli.tools import ToolRunner
     from voicecli.ui.chatview import ChatView
+    from voicecli.ui.modes import make_chat_output
+
+    env = environment(ctx)
 
     # Device/duplex/prebuffer/record flags go through the same precedence and checks as the config
     # file and environment (flag > env > file > default), then are read back from resolved.client.
@@ -103,7 +98,7 @@ def chat(
                         prebuffer_ms=prebuffer_ms, record_dir=str(record) if record else None)
 
     async def body() -> int:
-        resolved = resolve(flags)
+        resolved = resolve(flags, env.stderr)
         client = resolved.client
         record_dir = client.get("record_dir")
         prebuffer = client.get("prebuffer_ms")
@@ -111,23 +106,25 @@ def chat(
                            duplex=client.get("duplex") or "full",
                            prebuffer_ms=DEFAULT_PREBUFFER_MS if prebuffer is None else int(prebuffer),
                            chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
-                           keys=not json_mode)
+                           keys=not json_mode and env.keys)
         view = ChatView()
-        output = _chat_output(json_mode, no_ui, debug, view, ptt)
+        output = make_chat_output(env, json_mode, no_ui, debug, view, ptt)
         try:
             with Endpoint(resolved) as endpoint:
-                return await ChatRunner(endpoint.connection(resolved.session), opts, output, ToolRunner(resolved.tools), view).run()
+                runner = ChatRunner(endpoint.connection(resolved.session), opts, output,
+                                    ToolRunner(resolved.tools), view)
+                return await runner.run()
         finally:
             output.close()
 
-    code = run_command(body, debug)
-    if code == EXIT_INTERRUPTED:
-        sys.stderr.write("voicecli: interrupted\n")
+    code = run_command(body, env, debug)
+    if code == ExitStatus.INTERRUPTED:    # Ctrl-C handled by the chat itself (it ended the session)
+        env.stderr.write("voicecli: interrupted\n")
     raise typer.Exit(code)
 
 
-@app.command()
 def devices(
+    ctx: typer.Context,
     json_mode: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -135,31 +132,34 @@ def devices(
     from voicecli.audio import devices as dev
     from voicecli.errors import AudioDeviceError
 
+    env = environment(ctx)
+
     async def body() -> int:
         found = dev.list_devices()
         if json_mode:
-            print(json.dumps({"devices": [d.to_dict() for d in found]}, ensure_ascii=False), flush=True)
-        elif sys.stdout.isatty():
-            _devices_table(found)
+            echo(env, json.dumps({"devices": [d.to_dict() for d in found]}, ensure_ascii=False))
+        elif env.stdout_isatty:
+            _devices_table(env, found)
         else:
             for d in found:
-                print("\t".join(_device_row(d)), flush=True)
+                echo(env, "\t".join(_device_row(d)))
         if not found:
             raise AudioDeviceError("no audio devices found", "is PulseAudio/PipeWire running for this user? "
                                                              "is a sound card present?")
-        return EXIT_OK
+        return ExitStatus.OK
 
-    raise typer.Exit(run_command(body, debug))
+    raise typer.Exit(run_command(body, env, debug))
+
 
 
 def _device_row(d: Any) -> list[str]:
-    marks = ", ".join(m for m, on in (("default input", d.default_input), ("default output", d.default_output))
-                      if on)
+    marks = ", ".join(m for m, on in (("default input", d.default_input),
+                                      ("default output", d.default_output)) if on)
     return [str(d.index), d.name, d.hostapi, str(d.max_input_channels), str(d.max_output_channels),
             f"{d.default_samplerate:.0f}", marks]
 
 
-def _devices_table(found: list[Any]) -> None:
+def _devices_table(env: Environment, found: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
     table = Table(box=None, header_style="bold")
@@ -167,11 +167,11 @@ def _devices_table(found: list[Any]) -> None:
         table.add_column(col, justify="right" if col in ("index", "in", "out", "default rate") else "left")
     for d in found:
         table.add_row(*_device_row(d))
-    Console(highlight=False, markup=False).print(table)
+    Console(file=env.stdout, highlight=False, markup=False, no_color=env.no_color).print(table)
 
 
-@app.command()
 def doctor(
+    ctx: typer.Context,
     url: UrlOpt = None,
     local: LocalOpt = False,
     api_key: KeyOpt = None,
@@ -186,14 +186,17 @@ def doctor(
     """Self-test: PortAudio, devices and rates, a short mic recording, and the server and key."""
     from voicecli.app import doctor as doc
     from voicecli.app.endpoint import Endpoint
-    from voicecli.settings import CommonFlags, resolve
+    from voicecli.config import CommonFlags
+    from voicecli.settings import resolve
+
+    env = environment(ctx)
 
     async def body() -> int:
         if not json_mode:
-            sys.stderr.write(f"voicecli doctor: recording {seconds:g} s from the microphone; say something\n")
+            env.stderr.write(f"voicecli doctor: recording {seconds:g} s from the microphone; say something\n")
         checks = doc.audio_checks(input_device, output_device, seconds)
         if local or url or api_key or token:
-            resolved = resolve(CommonFlags(url=url, local=local, api_key=api_key, token=token))
+            resolved = resolve(CommonFlags(url=url, local=local, api_key=api_key, token=token), env.stderr)
             with Endpoint(resolved) as endpoint:
                 checks.append(await doc.run_server_check(endpoint.connection(resolved.session)))
         else:
@@ -201,12 +204,12 @@ def doctor(
                                                                      "or --token"))
         code = doc.exit_code(checks)
         if json_mode:
-            print(json.dumps({"ok": code == EXIT_OK, "checks": [c.to_dict() for c in checks]},
-                             ensure_ascii=False), flush=True)
+            echo(env, json.dumps({"ok": code == ExitStatus.OK, "checks": [c.to_dict() for c in checks]},
+                                  ensure_ascii=False))
         else:
             for c in checks:
-                print(f"{c.status.upper():5} {c.name}: {c.detail}" + (f" ({c.hint})" if c.hint and
-                                                                      c.status != "ok" else ""), flush=True)
+                hint = f" ({c.hint})" if c.hint and c.status != "ok" else ""
+                echo(env, f"{c.status.upper():5} {c.name}: {c.detail}{hint}")
         return code
 
-    raise typer.Exit(run_command(body, debug))
+    raise typer.Exit(run_command(body, env, debug))

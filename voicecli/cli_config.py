@@ -1,17 +1,18 @@
-"""``voicecli config init|show|path`` and ``voicecli token`` (cli-contract.md), registered on
-``voicecli.cli.app`` when ``voicecli.cli`` imports this module."""
+"""``voicecli config init|show|path`` and ``voicecli token`` (cli-contract.md): plain functions and
+the ``config`` sub-app that :mod:`voicecli.cli` registers (this module never imports
+``voicecli.cli``). The token HTTP client is :mod:`voicecli.app.tokens`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from voicecli.cli import (
+from voicecli.cli_options import (
     AgentOpt,
     ConfigOpt,
     DebugOpt,
@@ -22,14 +23,16 @@ from voicecli.cli import (
     PromptOpt,
     UrlOpt,
     VoiceOpt,
-    app,
-    run_command,
+    echo,
+    environment,
 )
-from voicecli.errors import AuthError, ConfigError, ConnectError, ServerError, UsageError
+from voicecli.config import SECRET_KEYS, CommonFlags, Effective, config_path
+from voicecli.core import run_command
+from voicecli.errors import ConfigError, UsageError
+from voicecli.protocol.constants import DEFAULT_URL
 
 config_app = typer.Typer(name="config", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                          help="Write, show or locate the config file (TOML; profiles; tools).")
-app.add_typer(config_app, name="config")
 
 STARTER = '''\
 # voicecli config (TOML). Every key is optional; precedence: flag > environment > this file > default.
@@ -61,58 +64,78 @@ STARTER = '''\
 '''
 
 
-def _flags(**kw: Any) -> Any:
-    from voicecli.settings import CommonFlags
-    config = kw.pop("config", None)
+
+def _flags(config: Path | None = None, **kw: Any) -> CommonFlags:
     return CommonFlags(config_path=str(config) if config else None, **kw)
 
 
 @config_app.command("path")
-def config_path_cmd(config: ConfigOpt = None) -> None:
+def config_path_cmd(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Print the config file's path (whether or not it exists)."""
-    from voicecli.settings import config_path
     path, _ = config_path(_flags(config=config))
-    typer.echo(str(path))
+    echo(environment(ctx), str(path))
 
 
 @config_app.command("init")
 def config_init(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Write a starter config file (mode 0600) and print its path."""
-    from voicecli.settings import config_path
+    env = environment(ctx)
 
     async def body() -> None:
         path, _ = config_path(_flags(config=config))
         if path.exists() and not force:
             raise UsageError(f"{path} already exists", "add --force to overwrite it")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(STARTER)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}",
-                              "pick another place with --config") from None
-        typer.echo(str(path))
+        _write_private(path, STARTER)
+        echo(env, str(path))
 
-    run_command(body, debug)
+    run_command(body, env, debug)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600 (its folder 0700). Raises ConfigError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}",
+                          "pick another place with --config") from None
 
 
 def _shown(key: str, value: Any) -> str:
-    from voicecli.settings import SECRET_KEYS
     if key in SECRET_KEYS:
         return '"<redacted>"'
     return json.dumps(value, ensure_ascii=False)
 
 
+def _rows(eff: Effective) -> list[tuple[str, Any, str]]:
+    """(key, value, source label) of every effective setting, in config.example.toml's order."""
+    from voicecli.settings import ordered
+    rows: list[tuple[str, Any, str]] = []
+    if "url" not in eff.values and not eff.get("local"):
+        rows.append(("url", DEFAULT_URL, "default"))
+    for key, value, src in ordered(eff.values):
+        if key == "tools":
+            for tool in value:
+                how = {"command": tool["command"]} if "command" in tool else {"callable": tool["callable"]}
+                rows.append((f"tools.{tool['name']}", how, src.label))
+        else:
+            rows.append((key, value, src.label))
+    return rows
+
+
 @config_app.command("show")
 def config_show(
+    ctx: typer.Context,
     url: UrlOpt = None,
     local: LocalOpt = False,
     api_key: KeyOpt = None,
@@ -129,45 +152,31 @@ def config_show(
     debug: DebugOpt = False,
 ) -> None:
     """Print the effective settings (secrets redacted) and where each came from. Validates them."""
-    from voicecli.settings import DEFAULT_URL, build_tools, check_client, load, ordered, session_config
+    from voicecli.settings import build_tools, load_checked, session_config
 
+    env = environment(ctx)
     flags = _flags(url=url, local=local, api_key=api_key, token=token, system_prompt=system_prompt,
                    greeting=greeting, voice=voice, agent_id=agent_id, profile=profile, config=config)
 
     async def body() -> None:
-        eff = load(flags)
-        for warning in eff.warnings:
-            sys.stderr.write(f"voicecli: warning: {warning}\n")
-        check_client(eff)
+        eff = load_checked(flags, env.stderr)
         _, wire = build_tools(eff)
         session_config(eff, wire)
-        rows: list[tuple[str, Any, str]] = []
-        if "url" not in eff.values and not eff.get("local"):
-            rows.append(("url", DEFAULT_URL, "default"))
-        for key, value, src in ordered(eff.values):
-            if key == "tools":
-                for tool in value:
-                    how = {"command": tool["command"]} if "command" in tool else {"callable": tool["callable"]}
-                    rows.append((f"tools.{tool['name']}", how, src.label))
-            else:
-                rows.append((key, value, src.label))
+        rows = _rows(eff)
         if json_mode:
-            out = {k: {"value": "<redacted>" if k in ("api_key", "token") else v, "source": s}
-                   for k, v, s in rows}
-            typer.echo(json.dumps({"config_file": str(eff.path), "exists": eff.exists,
-                                   "profile": eff.profile, "settings": out,
-                                   "ignored": eff.ignored}, ensure_ascii=False))
+            out = {k: {"value": "<redacted>" if k in SECRET_KEYS else v, "source": s} for k, v, s in rows}
+            echo(env, json.dumps({"config_file": str(eff.path), "exists": eff.exists, "profile": eff.profile,
+                                  "settings": out, "ignored": eff.ignored}, ensure_ascii=False))
             return
-        state = "" if eff.exists else " (not found)"
-        typer.echo(f"# config file: {eff.path}{state}")
+        echo(env, f"# config file: {eff.path}" + ("" if eff.exists else " (not found)"))
         if eff.profile:
-            typer.echo(f"# profile: {eff.profile}")
+            echo(env, f"# profile: {eff.profile}")
         for key, value, label in rows:
-            typer.echo(f"{key} = {_shown(key, value)}  # {label}")
+            echo(env, f"{key} = {_shown(key, value)}  # {label}")
         for key, why in eff.ignored.items():
-            typer.echo(f"# {key}: not used, {why}")
+            echo(env, f"# {key}: not used, {why}")
 
-    run_command(body, debug)
+    run_command(body, env, debug)
 
 
 # ------------------------------------------------------------------------------------------
@@ -175,84 +184,8 @@ def config_show(
 # ------------------------------------------------------------------------------------------
 
 
-def token_url(ws_url: str) -> str:
-    """``ws://h:p/v1/ws`` -> ``http://h:p/v1/token`` (``wss`` -> ``https``); the query is dropped."""
-    from urllib.parse import urlsplit, urlunsplit
-    parts = urlsplit(ws_url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme)
-    if scheme is None or not parts.hostname:
-        raise UsageError(f"cannot derive the token endpoint from the server URL scheme {parts.scheme!r}",
-                         "use a ws:// or wss:// URL")
-    head, _, last = parts.path.rstrip("/").rpartition("/")
-    path = f"{head}/token" if last in ("ws", "voice", "realtime") else "/v1/token"
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
-
-
-def _detail(body: bytes) -> str:
-    try:
-        detail = json.loads(body).get("detail")
-    except (ValueError, AttributeError):
-        return ""
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        item = detail[0]
-        where = ".".join(str(x) for x in item.get("loc", [])[1:])
-        return f"{where}: {item.get('msg', '')}".strip(": ")
-    return str(detail or "")
-
-
-def mint_token(ws_url: str, api_key: str, expires_in: int, max_duration: int | None,
-               timeout: float = 10.0) -> str:
-    """``GET /v1/token`` (protocol.md 1.3). Blocking (run it in a thread). Raises AuthError (401/403),
-    ConnectError (unreachable), ServerError (anything else unexpected), UsageError (422)."""
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlencode
-
-    from voicecli.app.transport import is_loopback
-    from voicecli.ui.sanitize import clean
-
-    query = {"expires_in_seconds": expires_in}
-    if max_duration is not None:
-        query["max_session_duration_seconds"] = max_duration
-    url = f"{token_url(ws_url)}?{urlencode(query)}"
-    shown = token_url(ws_url)
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}",
-                                                   "Accept": "application/json"})
-    handlers = [urllib.request.ProxyHandler({})] if is_loopback(ws_url) else []
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        detail = clean(_detail(exc.read()), 200)
-        if exc.code in (401, 403):
-            raise AuthError(f"the server refused the API key (HTTP {exc.code}"
-                            + (f": {detail}" if detail else "") + ")",
-                            "check --api-key / ASSEMBLYAI_API_KEY") from None
-        if exc.code == 422:
-            raise UsageError(f"the server rejected the token request: {detail or 'invalid value'}",
-                             "--expires-in takes 1-600, --max-session-duration 60-10800") from None
-        raise ServerError(f"the token endpoint {shown} answered HTTP {exc.code}"
-                          + (f": {detail}" if detail else ""), "check the URL") from None
-    except urllib.error.URLError as exc:
-        reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
-        raise ConnectError(f"cannot reach the token endpoint {shown}: {clean(reason, 200)}",
-                           "is the server running? check --url") from None
-    except (TimeoutError, OSError) as exc:
-        raise ConnectError(f"cannot reach the token endpoint {shown}: {exc.__class__.__name__}",
-                           "is the server running? check --url") from None
-    try:
-        token = json.loads(body)["token"]
-        if not isinstance(token, str) or not token:
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise ServerError(f"the token endpoint {shown} answered without a token",
-                          "check the URL points at a Voice Agent API server") from None
-    return token
-
-
-@app.command()
 def token(
+    ctx: typer.Context,
     expires_in: Annotated[int, typer.Option("--expires-in", min=1, max=600,
                                             help="Seconds the token may be redeemed in.")] = 300,
     max_session_duration: Annotated[int | None, typer.Option(
@@ -266,34 +199,37 @@ def token(
     debug: DebugOpt = False,
 ) -> None:
     """Mint a single-use temporary token (GET /v1/token) and print it, for browsers and scripts."""
-    from voicecli.settings import DEFAULT_URL, check_client, load
+    from voicecli.app.tokens import mint_token
+    from voicecli.settings import load_checked
 
+    env = environment(ctx)
     flags = _flags(url=url, local=local, api_key=api_key, profile=profile, config=config)
 
     async def body() -> None:
-        eff = load(flags)
-        for warning in eff.warnings:
-            sys.stderr.write(f"voicecli: warning: {warning}\n")
-        check_client(eff)
+        eff = load_checked(flags, env.stderr)
         key = eff.get("api_key")
         if eff.get("local"):
-            from voicecli.server.app import ServerThread
-            from voicecli.server.options import ServerOptions
-            thread = ServerThread(ServerOptions(port=0))
-            ws_url = await asyncio.to_thread(thread.start)
-            try:
-                minted = await asyncio.to_thread(mint_token, ws_url, key or "local", expires_in,
-                                                 max_session_duration)
-            finally:
-                await asyncio.to_thread(thread.stop)
-            sys.stderr.write("voicecli: note: this token is for the embedded server, which stops now\n")
+            minted = await _mint_local(key or "local", expires_in, max_session_duration)
+            env.stderr.write("voicecli: note: this token is for the embedded server, which stops now\n")
         else:
             if not key:
                 raise UsageError("minting a token needs an API key: set ASSEMBLYAI_API_KEY or pass "
                                  "--api-key", "or add api_key to the config file")
             minted = await asyncio.to_thread(mint_token, eff.get("url") or DEFAULT_URL, key, expires_in,
                                              max_session_duration)
-        typer.echo(minted)
+        echo(env, minted)
 
-    run_command(body, debug)
+    run_command(body, env, debug)
 
+
+async def _mint_local(key: str, expires_in: int, max_duration: int | None) -> str:
+    """A token from a short-lived embedded server (useful only while it runs: tests, demos)."""
+    from voicecli.app.tokens import mint_token
+    from voicecli.server.app import ServerThread
+    from voicecli.server.options import ServerOptions
+    thread = ServerThread(ServerOptions(port=0))
+    ws_url = await asyncio.to_thread(thread.start)
+    try:
+        return await asyncio.to_thread(mint_token, ws_url, key, expires_in, max_duration)
+    finally:
+        await asyncio.to_thread(thread.stop)

@@ -4,8 +4,9 @@ Finds the file (``--config`` > ``VOICECLI_CONFIG`` > the platformdirs default), 
 tomllib, maps dotted keys to line numbers for error messages, checks every key's name and type
 (top level, ``[profiles.NAME]`` and ``[[tools]]``), warns when a file holding an API key is readable
 by other users, and layers file, profile, ``ASSEMBLYAI_API_KEY`` / ``VOICECLI_*`` environment and
-flag values, keeping where each came from. :func:`load` returns that as an :class:`Effective`;
-:mod:`voicecli.settings` turns it into what a conversation needs. Every problem is a one-line
+flag values (:class:`CommonFlags`, the command line's layer), keeping where each came from.
+:func:`load` returns that as an :class:`Effective`; :mod:`voicecli.settings` (which imports this
+module, never the reverse) turns it into what a conversation needs. Every problem is a one-line
 :class:`ConfigError` (exit 2) naming the file, line and key (or the variable, or the flag); two
 clashing flags are a :class:`UsageError`.
 
@@ -18,14 +19,11 @@ import os
 import re
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from voicecli.errors import ConfigError, UsageError
-
-if TYPE_CHECKING:
-    from voicecli.settings import CommonFlags
 
 SECRET_KEYS = frozenset({"api_key", "token"})
 
@@ -64,14 +62,40 @@ ENV_VARS = {
     "VOICECLI_OUTPUT_DEVICE": "output_device", "VOICECLI_DUPLEX": "duplex",
     "VOICECLI_PREBUFFER_MS": "prebuffer_ms", "VOICECLI_RECORD_DIR": "record_dir",
 }
-# flag attribute of CommonFlags -> (key, how the flag is spelled)
-FLAGS = {"url": ("url", "--url"), "api_key": ("api_key", "--api-key"),
-         "system_prompt": ("system_prompt", "--system-prompt"), "greeting": ("greeting", "--greeting"),
-         "voice": ("output.voice", "--voice"), "agent_id": ("agent_id", "--agent-id"),
-         "input_device": ("input_device", "--input-device"), "output_device": ("output_device",
-                                                                             "--output-device"),
-         "duplex": ("duplex", "--duplex"), "prebuffer_ms": ("prebuffer_ms", "--prebuffer-ms"),
-         "record_dir": ("record_dir", "--record")}
+
+
+def _flag(key: str, spelled: str, secret: bool = False) -> Any:
+    """A :class:`CommonFlags` field that sets config ``key`` and is spelled ``spelled`` on the
+    command line (for messages and ``config show`` sources). None = not given."""
+    return field(default=None, repr=not secret, metadata={"key": key, "flag": spelled})
+
+
+@dataclass
+class CommonFlags:
+    """The command-line layer (cli-contract.md, common options). ``None`` = not given. Each field
+    that maps to a config key says which, and how the flag is spelled, in its metadata."""
+
+    url: str | None = _flag("url", "--url")
+    local: bool = False
+    api_key: str | None = _flag("api_key", "--api-key", secret=True)
+    token: str | None = field(default=None, repr=False)
+    system_prompt: str | None = _flag("system_prompt", "--system-prompt")
+    greeting: str | None = _flag("greeting", "--greeting")
+    voice: str | None = _flag("output.voice", "--voice")
+    agent_id: str | None = _flag("agent_id", "--agent-id")
+    profile: str | None = None
+    config_path: str | None = None
+    # chat's client flags; they outrank the environment and the file
+    input_device: str | int | None = _flag("input_device", "--input-device")
+    output_device: str | int | None = _flag("output_device", "--output-device")
+    duplex: str | None = _flag("duplex", "--duplex")
+    prebuffer_ms: int | None = _flag("prebuffer_ms", "--prebuffer-ms")
+    record_dir: str | None = _flag("record_dir", "--record")
+
+
+# flag attribute of CommonFlags -> (key, how the flag is spelled), from the fields' metadata
+FLAGS: dict[str, tuple[str, str]] = {f.name: (f.metadata["key"], f.metadata["flag"])
+                                     for f in fields(CommonFlags) if "key" in f.metadata}
 
 
 @dataclass(frozen=True)

@@ -2,29 +2,35 @@
 
 Every error a user can cause is raised as a :class:`VoicecliError` subclass whose
 message is one sentence saying what happened, and whose ``hint`` says what to do.
-``cli.py`` catches them and maps them to the exit codes of cli-contract.md:
+Each class's ``exit_code`` is its :class:`~voicecli.status.ExitStatus` (cli-contract.md);
+:func:`voicecli.core.run_command` prints :meth:`VoicecliError.one_line` and exits with it.
 
-0 ok · 1 error · 2 usage · 3 auth refused · 4 cannot connect / connection lost for good ·
-5 server or protocol error · 6 audio device or audio file error · 7 timeout · 130 Ctrl-C.
+The ``EXIT_*`` names are aliases of the enum members, kept for modules not yet using
+:class:`ExitStatus` directly.
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 3
-EXIT_CONNECT = 4
-EXIT_PROTOCOL = 5
-EXIT_AUDIO = 6
-EXIT_TIMEOUT = 7
-EXIT_INTERRUPTED = 130
+from typing import ClassVar, Final
+
+from voicecli.status import ExitStatus
+
+# Typed int (not ExitStatus) so existing ``code: int = EXIT_OK`` style code keeps type-checking.
+EXIT_OK: Final[int] = ExitStatus.OK
+EXIT_ERROR: Final[int] = ExitStatus.ERROR
+EXIT_USAGE: Final[int] = ExitStatus.USAGE
+EXIT_AUTH: Final[int] = ExitStatus.AUTH
+EXIT_CONNECT: Final[int] = ExitStatus.CONNECT
+EXIT_PROTOCOL: Final[int] = ExitStatus.PROTOCOL
+EXIT_AUDIO: Final[int] = ExitStatus.AUDIO
+EXIT_TIMEOUT: Final[int] = ExitStatus.TIMEOUT
+EXIT_INTERRUPTED: Final[int] = ExitStatus.INTERRUPTED
 
 
 class VoicecliError(Exception):
     """Base of every error voicecli reports to a user."""
 
-    exit_code = EXIT_ERROR
+    exit_code: ClassVar[ExitStatus] = ExitStatus.ERROR
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -39,7 +45,7 @@ class VoicecliError(Exception):
 
 
 class UsageError(VoicecliError):
-    exit_code = EXIT_USAGE
+    exit_code = ExitStatus.USAGE
 
 
 class ConfigError(UsageError):
@@ -47,19 +53,19 @@ class ConfigError(UsageError):
 
 
 class AuthError(VoicecliError):
-    exit_code = EXIT_AUTH
+    exit_code = ExitStatus.AUTH
 
 
 class ConnectError(VoicecliError):
     """Cannot connect, or the connection was lost for good."""
 
-    exit_code = EXIT_CONNECT
+    exit_code = ExitStatus.CONNECT
 
 
 class ServerError(VoicecliError):
     """The server reported an error, or broke the protocol."""
 
-    exit_code = EXIT_PROTOCOL
+    exit_code = ExitStatus.PROTOCOL
 
     def __init__(self, message: str, hint: str | None = None, code: str | None = None) -> None:
         super().__init__(message, hint)
@@ -67,7 +73,7 @@ class ServerError(VoicecliError):
 
 
 class AudioError(VoicecliError):
-    exit_code = EXIT_AUDIO
+    exit_code = ExitStatus.AUDIO
 
 
 class AudioFileError(AudioError):
@@ -83,4 +89,4 @@ class ExpectationFailed(VoicecliError):
 
 
 class TimeoutExpired(VoicecliError):
-    exit_code = EXIT_TIMEOUT
+    exit_code = ExitStatus.TIMEOUT

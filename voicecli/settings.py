@@ -4,9 +4,10 @@
 ``VOICECLI_*`` variables and the TOML config file (with its ``[profiles.NAME]`` overrides) into a
 session config, an endpoint, tools and client settings. Precedence is flag > environment > file
 (profile over top level) > default (design.md principle 12). Finding, reading, checking and layering
-the file lives in :mod:`voicecli.config`, whose :func:`load` keeps where each value came from for
-``voicecli config show`` (re-exported here with the names the CLI uses); this module builds the
-session, tools and client settings from that and checks them. Every problem is a one-line
+the file, and the flags' own dataclass :class:`~voicecli.config.CommonFlags`, live in
+:mod:`voicecli.config`, whose :func:`~voicecli.config.load` keeps where each value came from for
+``voicecli config show``; this module builds the session, tools and client settings from that and
+checks them. Every problem is a one-line
 :class:`ConfigError` or :class:`UsageError` (exit 2). Secrets are kept out of ``repr``.
 """
 
@@ -16,53 +17,28 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from voicecli.app.transport import is_loopback
 from voicecli.config import (
     CLIENT_KEYS,
     CONNECTION_KEYS,
     DEFAULT,
     FLAG,
     PROFILE,
-    SECRET_KEYS,
     SESSION_KEYS,
+    CommonFlags,
     Effective,
     Lines,
     Source,
-    config_path,
-    default_config_path,
     load,
 )
 from voicecli.errors import ConfigError, UsageError
+from voicecli.protocol.constants import DEFAULT_URL
+from voicecli.urls import is_loopback
 
-__all__ = ["DEFAULT_URL", "SECRET_KEYS", "CommonFlags", "Effective", "Resolved", "Source", "build_tools",
-           "check_client", "client_settings", "config_path", "default_config_path", "load", "ordered",
-           "resolve", "session_config"]
-
-DEFAULT_URL = "wss://agents.assemblyai.com/v1/ws"
-
-
-@dataclass
-class CommonFlags:
-    """Options shared by ``chat`` and ``ask`` (cli-contract.md, common options). None = not given."""
-
-    url: str | None = None
-    local: bool = False
-    api_key: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-    system_prompt: str | None = None
-    greeting: str | None = None
-    voice: str | None = None
-    agent_id: str | None = None
-    profile: str | None = None
-    config_path: str | None = None
-    # chat's client flags (None = not given); they outrank the environment and the file
-    input_device: str | int | None = None
-    output_device: str | int | None = None
-    duplex: str | None = None
-    prebuffer_ms: int | None = None
-    record_dir: str | None = None
+# CommonFlags and load are config's, re-exported for callers that resolve settings in one import.
+__all__ = ["CommonFlags", "Resolved", "build_tools", "check_client", "client_settings", "load",
+           "load_checked", "ordered", "resolve", "session_config"]
 
 
 @dataclass
@@ -163,6 +139,7 @@ def build_tools(eff: Effective) -> tuple[list[Any], list[dict[str, Any]]]:
 
 
 def check_client(eff: Effective) -> None:
+    """Check the client settings (duplex, prebuffer_ms, url); a bad one is a ConfigError naming its source."""
     duplex = eff.get("duplex")
     if duplex is not None and duplex not in ("full", "half"):
         raise _key_error(eff, "duplex", f"must be full or half, not {duplex!r}")
@@ -200,6 +177,7 @@ def session_config(eff: Effective, declared_tools: list[dict[str, Any]]) -> dict
 
 
 def client_settings(eff: Effective, url: str) -> dict[str, Any]:
+    """Devices (a digit string becomes an index), duplex, prebuffer_ms, record_dir, url, local_scenario."""
     client = {k: eff.get(k) for k in CLIENT_KEYS}
     for key in ("input_device", "output_device"):
         value = client[key]
@@ -210,13 +188,20 @@ def client_settings(eff: Effective, url: str) -> dict[str, Any]:
     return client
 
 
-def resolve(flags: CommonFlags) -> Resolved:
-    """Everything a conversation needs. Raises UsageError/ConfigError (exit 2) on bad settings;
-    writes warnings (a world-readable file holding a key) to stderr."""
+def load_checked(flags: CommonFlags, stderr: IO[str]) -> Effective:
+    """:func:`~voicecli.config.load` plus :func:`check_client`; its warnings (a world-readable file
+    holding a key) are written to ``stderr``. Raises UsageError/ConfigError (exit 2)."""
     eff = load(flags)
     for warning in eff.warnings:
-        sys.stderr.write(f"voicecli: warning: {warning}\n")
+        stderr.write(f"voicecli: warning: {warning}\n")
     check_client(eff)
+    return eff
+
+
+def resolve(flags: CommonFlags, stderr: IO[str] | None = None) -> Resolved:
+    """Everything a conversation needs. Raises UsageError/ConfigError (exit 2) on bad settings;
+    writes warnings to ``stderr`` (default: ``sys.stderr``)."""
+    eff = load_checked(flags, stderr or sys.stderr)
     local = bool(eff.get("local"))
     api_key, token = eff.get("api_key"), eff.get("token")
     url = eff.get("url") or DEFAULT_URL

@@ -38,7 +38,8 @@ def mint(served: Served, *extra: str) -> str:
 
 def test_token_is_minted_and_works_exactly_once(keyed_server: Served) -> None:
     token = mint(keyed_server, "--expires-in", "60", "--max-session-duration", "600")
-    first = run_cli("ask", HELLO, "--url", keyed_server.at(scenario="echo"), "--token", token, *FAST, "--json")
+    first = run_cli("ask", HELLO, "--url", keyed_server.at(scenario="echo"), "--token", token, *FAST,
+                    "--json")
     assert first.code == 0, first.stderr
     assert token not in first.stdout + first.stderr
     again = run_cli("ask", HELLO, "--url", keyed_server.at(scenario="echo"), "--token", token, *FAST)
@@ -55,7 +56,8 @@ def test_token_session_survives_a_drop_without_reusing_the_token(keyed_server: S
     assert r.code == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines()]
     assert "voicecli.resumed" in [e["type"] for e in events]
-    assert [e["text"] for e in events if e["type"] == "transcript.agent"][-1] == "I am fine, thank you for asking."
+    agent = [e["text"] for e in events if e["type"] == "transcript.agent"]
+    assert agent[-1] == "I am fine, thank you for asking."
 
 
 def test_token_with_a_refused_key_exits_3_without_printing_it(keyed_server: Served) -> None:
@@ -84,7 +86,7 @@ def test_token_from_the_embedded_server() -> None:
 
 
 def test_token_url_derivation() -> None:
-    from voicecli.cli_config import token_url
+    from voicecli.app.tokens import token_url
     assert token_url("ws://127.0.0.1:8765/v1/ws?scenario=x") == "http://127.0.0.1:8765/v1/token"
     assert token_url("wss://agents.assemblyai.com/v1/ws") == "https://agents.assemblyai.com/v1/token"
     assert token_url("wss://h.example/v1/realtime/") == "https://h.example/v1/token"

@@ -77,7 +77,8 @@ def test_config_show_reports_each_source(tmp_path: Path) -> None:
 
 def test_precedence_reaches_the_server(scripted_server: Served, tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('api_key = "test-key"\n[output]\nvoice = "anna"\n[profiles.work.output]\nvoice = "george"\n')
+    cfg.write_text('api_key = "test-key"\n[output]\nvoice = "anna"\n'
+                   '[profiles.work.output]\nvoice = "george"\n')
     cfg.chmod(0o600)
 
     def voice(*args: str, env: dict[str, str] | None = None) -> str:
@@ -90,7 +91,8 @@ def test_precedence_reaches_the_server(scripted_server: Served, tmp_path: Path) 
     assert voice() == "anna"                                                  # file
     assert voice("--profile", "work") == "george"                             # profile over top level
     assert voice("--profile", "work", env={"VOICECLI_VOICE": "jane"}) == "jane"   # env over file
-    assert voice("--voice", "eve", env={"VOICECLI_VOICE": "jane", "VOICECLI_PROFILE": "work"}) == "eve"  # flag
+    # flag
+    assert voice("--voice", "eve", env={"VOICECLI_VOICE": "jane", "VOICECLI_PROFILE": "work"}) == "eve"
 
 
 def bad(tmp_path: Path, text: str, *args: str, mode: int = 0o600) -> tuple[str, str]:
@@ -111,8 +113,8 @@ def test_every_config_error_is_one_line_with_path_line_and_key(tmp_path: Path) -
     assert err == f"voicecli: error: config file {path}, line 2, key voice: unknown key (did you mean " \
                   f"output.voice? set it in the [output] table) {hint}"
     path, err = bad(tmp_path, '[input.turn_detection]\nmin_silence = "short"\n')
-    assert err == f"voicecli: error: config file {path}, line 2, key input.turn_detection.min_silence: must " \
-                  f"be a whole number, not a string {hint}"
+    assert err == f"voicecli: error: config file {path}, line 2, key input.turn_detection.min_silence: " \
+                  f"must be a whole number, not a string {hint}"
     path, err = bad(tmp_path, '[input.turn_detection]\nmax_silence = 800\nmin_silence = 800\n')
     assert err == f"voicecli: error: config file {path}, line 3, key input.turn_detection.min_silence: " \
                   f"'input.turn_detection.min_silence' must be strictly less than 'max_silence' {hint}"

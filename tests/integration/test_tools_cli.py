@@ -13,8 +13,10 @@ WEATHER = str(EXAMPLES / "weather.wav")
 THANKS = str(EXAMPLES / "thanks.wav")
 KEY = ("--api-key", "test-key")
 FAST = ("--pace", "fast", "--trailing-silence", "800")
-PARIS = {"city": "Paris", "temp_c": 19, "conditions": "light rain", "summary": "light rain, 19 degrees Celsius"}
-PARAMS = 'parameters = { type = "object", properties = { city = { type = "string" } }, required = ["city"] }\n'
+PARIS = {"city": "Paris", "temp_c": 19, "conditions": "light rain",
+         "summary": "light rain, 19 degrees Celsius"}
+PARAMS = ('parameters = { type = "object", properties = { city = { type = "string" } }, '
+          'required = ["city"] }\n')
 
 
 def ndjson(text: str) -> list[dict[str, object]]:
@@ -37,7 +39,8 @@ def agent_lines(events: list[dict[str, object]]) -> list[str]:
     return [str(e["text"]) for e in events if e["type"] == "transcript.agent"]
 
 
-def test_command_tool_round_trip_result_is_a_json_string_sent_after_reply_done(scripted_server: Served) -> None:
+def test_command_tool_round_trip_result_is_a_json_string_sent_after_reply_done(
+        scripted_server: Served) -> None:
     r = run_cli("ask", WEATHER, "--config", str(EXAMPLES / "tools.toml"), "--url",
                 scripted_server.at(scenario="tools"), *KEY, *FAST, "--json")
     assert r.code == 0, r.stderr
@@ -72,8 +75,8 @@ def test_async_callable_tool_round_trip(scripted_server: Served, tmp_path: Path)
 def test_several_calls_in_one_reply_with_a_sync_callable(scripted_server: Served, tmp_path: Path) -> None:
     cfg = config(tmp_path, f'[[tools]]\nname = "get_weather"\ndescription = "d"\n{PARAMS}'
                            'callable = "examples.weather:get_weather"\n')    # found from the current folder
-    r = run_cli("ask", WEATHER, "--config", cfg, "--url", scripted_server.at(scenario="two_tools"), *KEY, *FAST,
-                "--json", "--transcript")
+    r = run_cli("ask", WEATHER, "--config", cfg, "--url", scripted_server.at(scenario="two_tools"), *KEY,
+                *FAST, "--json", "--transcript")
     assert r.code == 0, r.stderr
     events = ndjson(r.stdout)
     results = tool_results(events)
@@ -101,8 +104,8 @@ def test_failing_command_tool_sends_an_error_result_with_stderrs_last_line(scrip
 def test_timed_out_command_tool_is_killed_and_reported(scripted_server: Served, tmp_path: Path) -> None:
     marker = tmp_path / "finished"
     script = f"import time; time.sleep(3); open({str(marker)!r}, 'w')"
-    cfg = config(tmp_path, f'[[tools]]\nname = "get_weather"\n{PARAMS}command = ["python3", "-c", "{script}"]\n'
-                           'timeout_seconds = 1\n')
+    cfg = config(tmp_path, f'[[tools]]\nname = "get_weather"\n{PARAMS}'
+                           f'command = ["python3", "-c", "{script}"]\ntimeout_seconds = 1\n')
     started = time.monotonic()
     r = run_cli("ask", WEATHER, "--config", cfg, "--url", scripted_server.at(scenario="tools"), *KEY, *FAST,
                 "--json")
@@ -130,9 +133,10 @@ def test_result_of_a_call_the_agent_moved_on_from_is_dropped(scripted_server: Se
     # (superseding the call, protocol.md 6.5) long before the tool finishes: its result is not sent.
     cfg = config(tmp_path, f'[[tools]]\nname = "get_weather"\n{PARAMS}callable = "slow_weather:get_weather"\n'
                            'timeout_seconds = 30\n',
-                 slow_weather="import time\n\ndef get_weather(city):\n    time.sleep(6)\n    return {'city': city}\n")
-    r = run_cli("ask", WEATHER, THANKS, "--config", cfg, "--url", scripted_server.at(scenario="slow_tool"), *KEY,
-                "--barge-in-after", "1000", "--trailing-silence", "800", "--json")
+                 slow_weather="import time\n\ndef get_weather(city):\n    time.sleep(6)\n"
+                              "    return {'city': city}\n")
+    r = run_cli("ask", WEATHER, THANKS, "--config", cfg, "--url", scripted_server.at(scenario="slow_tool"),
+                *KEY, "--barge-in-after", "1000", "--trailing-silence", "800", "--json")
     assert r.code == 0, r.stderr
     events = ndjson(r.stdout)
     types = [e["type"] for e in events]

@@ -31,3 +31,19 @@ def test_cli_help_does_not_import_sounddevice() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_protocol_star_import_exports_only_the_public_names() -> None:
+    import inspect
+
+    from voicecli.protocol import events
+
+    namespace: dict[str, object] = {}
+    exec("from voicecli.protocol import *", namespace)
+    # the package's own submodules (bound as attributes when imported) are not re-exports
+    exported = {n for n, v in namespace.items() if n != "__builtins__" and not inspect.ismodule(v)}
+    assert exported == set(events.__all__)
+    assert not exported & {"json", "base64", "binascii", "dataclass", "field", "Any", "Union"}
+    public = {n for n, v in vars(events).items() if not n.startswith("_") and
+              (inspect.isclass(v) or inspect.isfunction(v)) and v.__module__ == events.__name__}
+    assert public <= exported, f"public but not in events.__all__: {sorted(public - exported)}"

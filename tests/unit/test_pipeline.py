@@ -24,7 +24,8 @@ def test_capture_stereo_44k_blocks_become_exact_24k_chunks(chunk_ms: int) -> Non
     assert len(chunks) == 1000 // chunk_ms - 1 or len(chunks) == 1000 // chunk_ms
     pcm = np.frombuffer(b"".join(chunks), dtype="<i2") / 32768.0
     assert abs(np.max(np.abs(pcm[1000:])) - 0.5) < 0.01
-    assert abs(cap.measure_level() - level_db(np.float32(0.5) * np.ones(8, np.float32)) + 3.01) < 0.2  # sine RMS
+    # a sine's RMS is 3.01 dB below its peak
+    assert abs(cap.measure_level() - level_db(np.float32(0.5) * np.ones(8, np.float32)) + 3.01) < 0.2
 
 
 def test_capture_rejects_chunks_outside_the_protocol_range() -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from voicecli.config import CommonFlags, load
 from voicecli.errors import ConfigError, UsageError
-from voicecli.settings import DEFAULT_URL, CommonFlags, load, resolve
+from voicecli.protocol.constants import DEFAULT_URL
+from voicecli.settings import resolve
 from voicecli.tools import CallableTool, CommandTool
 
 ENV_NAMES = ("ASSEMBLYAI_API_KEY", "VOICECLI_URL", "VOICECLI_VOICE", "VOICECLI_PROFILE", "VOICECLI_CONFIG",
@@ -230,4 +232,5 @@ def test_config_example_loads_with_every_profile() -> None:
     for profile in (None, "local", "uk", "patient"):
         r = resolve(CommonFlags(config_path=str(path), profile=profile, api_key="k"))
         assert r.session["tools"][0]["name"] == "get_weather"
-    assert resolve(CommonFlags(config_path=str(path), profile="uk", api_key="k")).session["output"]["voice"] == "anna"
+    uk = resolve(CommonFlags(config_path=str(path), profile="uk", api_key="k"))
+    assert uk.session["output"]["voice"] == "anna"

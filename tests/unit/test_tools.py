@@ -42,7 +42,8 @@ def test_command_tool_non_json_stdout_is_sent_as_a_json_string() -> None:
 
 
 def test_command_tool_runs_without_a_shell() -> None:
-    tool = CommandTool("argv", [PY, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))", "$HOME; echo hi"])
+    tool = CommandTool("argv", [PY, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))",
+                                "$HOME; echo hi"])
     assert json.loads(run(tool.run({})).result) == ["$HOME; echo hi"]
 
 

@@ -21,7 +21,9 @@ import numpy as np
 
 from voicecli.audio import devices
 from voicecli.audio.pipeline import SILENT_DB, level_db
-from voicecli.errors import EXIT_AUDIO, EXIT_OK, VoicecliError
+from voicecli.errors import VoicecliError
+from voicecli.protocol.constants import RATE
+from voicecli.status import ExitStatus
 
 QUIET_DB = -65.0     # RMS below this over the whole recording: probably not a live mic
 
@@ -32,7 +34,7 @@ class Check:
     status: str              # ok | warn | fail | skip
     detail: str
     hint: str = ""
-    exit_code: int = EXIT_OK
+    exit_code: ExitStatus = ExitStatus.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "detail": self.detail, "hint": self.hint}
@@ -42,19 +44,23 @@ def judge_recording(samples: np.ndarray, expected_frames: int, rate: int) -> Che
     """Judge a mic recording (float32 mono): digital silence, too quiet, stalled, or fine."""
     got = int(samples.shape[0])
     if got < expected_frames // 2:
-        return Check("microphone", "fail", f"got {got / rate:.2f} s of audio in {expected_frames / rate:.2f} s",
-                     "the device stalls: pick another --input-device or restart the sound server", EXIT_AUDIO)
+        detail = f"got {got / rate:.2f} s of audio in {expected_frames / rate:.2f} s"
+        return Check("microphone", "fail", detail,
+                     "the device stalls: pick another --input-device or restart the sound server",
+                     ExitStatus.AUDIO)
     peak = float(np.max(np.abs(samples))) if got else 0.0
     level = level_db(samples)
     if peak == 0.0:
         return Check("microphone", "fail", "the microphone delivers digital silence (all zeros)",
-                     "likely causes: the input is muted (pavucontrol / alsamixer / system settings), the wrong "
-                     "device (--input-device, see `voicecli devices`), or on macOS the terminal app has no "
-                     "microphone permission (System Settings > Privacy & Security > Microphone)", EXIT_AUDIO)
+                     "likely causes: the input is muted (pavucontrol / alsamixer / system settings), the "
+                     "wrong device (--input-device, see `voicecli devices`), or on macOS the terminal app "
+                     "has no microphone permission (System Settings > Privacy & Security > Microphone)",
+                     ExitStatus.AUDIO)
     if level < QUIET_DB:
-        return Check("microphone", "warn", f"very quiet: {level:.0f} dBFS RMS, peak {20 * np.log10(peak):.0f} dBFS",
-                     "say something during the test; if you did, the input gain is low, the source is muted or "
-                     "it is the wrong device")
+        detail = f"very quiet: {level:.0f} dBFS RMS, peak {20 * np.log10(peak):.0f} dBFS"
+        return Check("microphone", "warn", detail,
+                     "say something during the test; if you did, the input gain is low, the source is muted "
+                     "or it is the wrong device")
     shown = "silent" if level <= SILENT_DB else f"{level:.0f} dBFS RMS"
     return Check("microphone", "ok", f"recorded {got / rate:.1f} s, level {shown}, peak "
                                      f"{20 * np.log10(peak):.0f} dBFS")
@@ -96,7 +102,7 @@ def audio_checks(input_device: str | None, output_device: str | None, seconds: f
     checks.append(Check("devices", "ok" if n_in and n_out else "fail", f"{n_in} input, {n_out} output",
                         "" if n_in and n_out else "no sound devices: is PulseAudio/PipeWire running for this "
                                                   "user? is a sound card present?",
-                        EXIT_OK if n_in and n_out else EXIT_AUDIO))
+                        ExitStatus.OK if n_in and n_out else ExitStatus.AUDIO))
     if not (n_in and n_out):
         return checks
     chosen: dict[str, devices.StreamSettings] = {}
@@ -107,11 +113,12 @@ def audio_checks(input_device: str | None, output_device: str | None, seconds: f
             checks.append(Check(f"{kind} device", "fail", exc.message, exc.hint or "", exc.exit_code))
             continue
         chosen[kind] = st
-        direct = devices.probe_for(sd, st.device, kind, dtype)(24000, 1)
+        direct = devices.probe_for(sd, st.device, kind, dtype)(RATE, 1)
         checks.append(Check(f"{kind} device", "ok",
                             f"{st.device.index} {st.device.name!r} ({st.device.hostapi}): native "
-                            f"{st.device.default_samplerate:.0f} Hz; chat opens {st.rate} Hz {st.channels} ch "
-                            f"and resamples; 24 kHz {'also opens' if direct else 'does not open'} directly"))
+                            f"{st.device.default_samplerate:.0f} Hz; chat opens {st.rate} Hz "
+                            f"{st.channels} ch and resamples; {RATE // 1000} kHz "
+                            f"{'also opens' if direct else 'does not open'} directly"))
     if "input" in chosen:
         checks.append(_mic_check(sd, chosen["input"], seconds))
     if "output" in chosen:
@@ -123,7 +130,7 @@ def _mic_check(sd: Any, st: devices.StreamSettings, seconds: float) -> Check:
     try:
         samples = _record(sd, st, seconds)
     except Exception as exc:
-        return Check("microphone", "fail", f"cannot record: {exc}", devices.DEVICES_HINT, EXIT_AUDIO)
+        return Check("microphone", "fail", f"cannot record: {exc}", devices.DEVICES_HINT, ExitStatus.AUDIO)
     return judge_recording(samples, int(st.rate * seconds), st.rate)
 
 
@@ -134,7 +141,7 @@ def _speaker_check(sd: Any, st: devices.StreamSettings) -> Check:
             stream.write(np.zeros((st.rate // 5, st.channels), dtype=np.int16))
             latency = float(stream.latency)
     except Exception as exc:
-        return Check("speaker", "fail", f"cannot play: {exc}", devices.DEVICES_HINT, EXIT_AUDIO)
+        return Check("speaker", "fail", f"cannot play: {exc}", devices.DEVICES_HINT, ExitStatus.AUDIO)
     return Check("speaker", "ok", f"plays at {st.rate} Hz, output latency {latency * 1000:.0f} ms")
 
 
@@ -162,13 +169,12 @@ async def server_check(settings: Any) -> Check:
 def exit_code(checks: list[Check]) -> int:
     for check in checks:
         if check.status == "fail":
-            return check.exit_code or EXIT_AUDIO
-    return EXIT_OK
+            return check.exit_code or ExitStatus.AUDIO
+    return ExitStatus.OK
 
 
 async def run_server_check(settings: Any) -> Check:
     try:
         return await asyncio.wait_for(server_check(settings), 20)
     except TimeoutError:
-        from voicecli.errors import EXIT_TIMEOUT
-        return Check("server", "fail", "no session.ready within 20 s", "check the URL", EXIT_TIMEOUT)
+        return Check("server", "fail", "no session.ready within 20 s", "check the URL", ExitStatus.TIMEOUT)

@@ -17,8 +17,7 @@ from typing import Any
 
 from voicecli.audio.wav import SessionRecorder
 from voicecli.errors import AudioFileError
-
-RATE = 24000
+from voicecli.protocol.constants import RATE
 
 
 class ChatRecorder:

@@ -1,57 +1,24 @@
 """WebSocket transport: open a connection (Bearer header or ``?token=``), map failures to the
-exception tree. No protocol rules here (those live in ``voicecli.session``)."""
+exception tree. No protocol rules here (those live in ``voicecli.session``); URL handling is
+:mod:`voicecli.urls` (re-exported here)."""
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import socket
 from collections.abc import Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING
 
 from voicecli import __version__
 from voicecli.errors import AuthError, ConnectError, ServerError, UsageError
+from voicecli.urls import check_url, is_loopback, redact_url, with_token
 
-DEFAULT_URL = "wss://agents.assemblyai.com/v1/ws"
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
+__all__ = ["MAX_FRAME", "backoff", "check_url", "connect", "is_loopback", "redact_url", "with_token"]
+
 MAX_FRAME = 16 * 1024 * 1024
-
-
-def with_token(url: str, token: str | None) -> str:
-    """``url`` with ``?token=`` added (protocol.md 1.2); an existing query string is preserved."""
-    if not token:
-        return url
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
-    query.append(("token", token))
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def redact_url(url: str) -> str:
-    """The URL as it may be shown to a user: any ``token`` value replaced (secrets never printed)."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    query = [(k, "***" if k.lower() in ("token", "api_key", "key") else v)
-             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
-
-
-def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise UsageError(f"invalid server URL {redact_url(url)!r}",
-                         "use ws://HOST:PORT/PATH or wss://HOST/PATH")
-    return url
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def backoff(base: float = 0.25, cap: float = 4.0) -> Iterator[float]:
@@ -63,8 +30,8 @@ def backoff(base: float = 0.25, cap: float = 4.0) -> Iterator[float]:
 
 
 async def connect(url: str, api_key: str | None = None, token: str | None = None,
-                  open_timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    """Open the WebSocket. Returns a ``websockets.asyncio.client.ClientConnection``.
+                  open_timeout: float = 10.0) -> ClientConnection:
+    """Open the WebSocket (the caller closes it).
 
     Raises AuthError (HTTP 401/403), ConnectError (refused, DNS, TLS, timeout), ServerError
     (any other handshake failure), UsageError (bad URL)."""

@@ -30,7 +30,8 @@ import numpy as np
 
 from voicecli.errors import AudioDeviceError
 
-PORTAUDIO_HINT = "install PortAudio: apt-get install libportaudio2 (Debian/Ubuntu), brew install portaudio (macOS)"
+PORTAUDIO_HINT = ("install PortAudio: apt-get install libportaudio2 (Debian/Ubuntu), "
+                  "brew install portaudio (macOS)")
 DEVICES_HINT = "run `voicecli devices` to see them"
 FALLBACK_RATES = (48000, 44100, 24000, 32000, 16000, 96000, 22050, 8000)
 
@@ -38,7 +39,7 @@ FALLBACK_RATES = (48000, 44100, 24000, 32000, 16000, 96000, 22050, 8000)
 def backend() -> Any:
     """The ``sounddevice`` module, or AudioDeviceError (exit 6) when PortAudio cannot be loaded."""
     try:
-        import sounddevice
+        import sounddevice  # type: ignore[import-untyped]
     except OSError as exc:
         raise AudioDeviceError(f"PortAudio is not available ({exc})", PORTAUDIO_HINT) from None
     return sounddevice
@@ -109,8 +110,8 @@ def select_device(devices: Sequence[DeviceInfo], spec: str | int | None, kind: s
     listing the candidates when nothing or more than one device matches."""
     usable = [d for d in devices if d.has(kind)]
     if not usable:
-        raise AudioDeviceError(f"no {kind} device found", "connect one, or check that the sound server "
-                                                          "runs (PulseAudio/PipeWire) and this user may use it")
+        raise AudioDeviceError(f"no {kind} device found", "connect one, or check that the sound server runs "
+                                                          "(PulseAudio/PipeWire) and this user may use it")
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         for dev in usable:
             if dev.default_input if kind == "input" else dev.default_output:

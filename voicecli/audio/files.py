@@ -24,11 +24,12 @@ import soxr  # type: ignore[import-untyped]
 
 from voicecli.audio.resample import float_to_pcm16, to_mono_float
 from voicecli.errors import AudioFileError
+from voicecli.protocol.constants import RATE, SAMPLE_BYTES
 
-PROTOCOL_RATE = 24000
-"""Sample rate of ``input.audio`` / ``reply.audio`` on the wire (protocol.md: PCM16 mono 24 kHz)."""
+PROTOCOL_RATE = RATE
+"""Sample rate of ``input.audio`` / ``reply.audio`` on the wire (:data:`voicecli.protocol.constants.RATE`)."""
 
-_BYTES_PER_FRAME = 2  # PCM16 mono
+_BYTES_PER_FRAME = SAMPLE_BYTES  # PCM16 mono
 _FORMATS_HINT = "use a WAV, FLAC, OGG or MP3 file"
 
 

@@ -20,14 +20,17 @@ import numpy.typing as npt
 from voicecli.audio.jitter import JitterBuffer
 from voicecli.audio.polyphase import PolyphaseResampler
 from voicecli.audio.resample import FrameChunker, pcm16_to_float
+from voicecli.protocol.constants import RATE, SAMPLE_BYTES
 
-PROTOCOL_RATE = 24000
+PROTOCOL_RATE = RATE   # the wire rate (protocol.md 3.2)
 SILENT_DB = -100.0
 
 
 def to_pcm16(x: npt.NDArray[Any]) -> npt.NDArray[np.int16]:
     """float [-1, 1) -> int16 (x 32768, rounded, clipped), as ``float_to_pcm16`` but an array."""
-    return np.clip(np.rint(np.asarray(x, dtype=np.float32) * np.float32(32768.0)), -32768, 32767).astype(np.int16)
+    scaled = np.rint(np.asarray(x, dtype=np.float32) * np.float32(32768.0))
+    out: npt.NDArray[np.int16] = np.clip(scaled, -32768, 32767).astype(np.int16)
+    return out
 
 
 def level_db(x: npt.NDArray[Any]) -> float:
@@ -76,7 +79,7 @@ class CapturePipeline:
 
     @property
     def chunk_bytes(self) -> int:
-        return PROTOCOL_RATE * self.chunk_ms // 1000 * 2
+        return PROTOCOL_RATE * self.chunk_ms // 1000 * SAMPLE_BYTES
 
 
 class PlaybackPipeline:

@@ -3,7 +3,8 @@
 Why not soxr here: ``soxr.ResampleStream`` (HQ) processes in large internal blocks, so its output is
 bursty and lags the input by 21 ms on average and 43 ms at worst at 44.1/48 kHz -> 24 kHz with 10 ms
 blocks (measured; LQ: 11/25 ms). On the live path that lag adds straight to capture-to-wire and
-wire-to-speaker latency. Files and ``ask`` keep soxr (:class:`~voicecli.audio.resample.StreamResampler`).
+wire-to-speaker latency. Audio files (``ask``) are resampled whole with one-shot ``soxr.resample``
+(:mod:`voicecli.audio.files`).
 
 :class:`PolyphaseResampler` is a rational L/M polyphase FIR (Kaiser-windowed sinc) that emits every
 output sample as soon as its newest input sample has arrived: no lookahead and no internal blocking,
@@ -45,7 +46,7 @@ def _design(in_rate: int, out_rate: int, up: int) -> tuple[np.ndarray, int]:
 
 
 class PolyphaseResampler:
-    """Stateful mono resampler ``in_rate`` -> ``out_rate``; same interface as ``StreamResampler``.
+    """Stateful mono resampler ``in_rate`` -> ``out_rate``.
 
     Contract: :meth:`process` consecutive blocks (int16 or float32, mono or ``(frames, channels)``,
     averaged to mono) and concatenate the float32 outputs; each call returns every output sample

@@ -1,9 +1,9 @@
-"""Streaming resampling and fixed-size framing (design.md principle 6: DSP is pure and stateful).
+"""Sample conversions and fixed-size framing (design.md principle 6: DSP is pure and stateful).
 
-:class:`StreamResampler` keeps soxr filter state across chunks, so feeding a signal in any chunking
-gives the same samples as one-shot ``soxr.resample`` (audio-lab.md section 4). soxr HQ output is
-*bursty*: with 20 ms chunks at 48 kHz it alternates 0 and ~830 output samples. Callers must not assume
-a fixed output size; put a :class:`FrameChunker` behind it to cut exact 20-50 ms ``input.audio`` chunks.
+:func:`to_mono_float`, :func:`float_to_pcm16` and :func:`pcm16_to_float` convert between int16/PCM16
+and float32; :class:`FrameChunker` re-cuts variable-size resampler output (the live path's
+:class:`~voicecli.audio.polyphase.PolyphaseResampler`) into exact ``input.audio`` chunks. Resampling
+itself lives in :mod:`voicecli.audio.polyphase` (live) and :mod:`voicecli.audio.files` (one-shot soxr).
 
 No sounddevice, no asyncio: these objects are called from the capture glue on the event loop.
 """
@@ -14,13 +14,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import soxr  # type: ignore[import-untyped]
 
 F32 = npt.NDArray[np.float32]
 I16 = npt.NDArray[np.int16]
-
-_EMPTY_F32: F32 = np.zeros(0, dtype=np.float32)
-_EMPTY_F32.flags.writeable = False
 
 
 def to_mono_float(block: npt.NDArray[Any]) -> F32:
@@ -58,56 +54,6 @@ def pcm16_to_float(b: bytes) -> F32:
     """PCM16 little-endian bytes -> float32 in [-1, 1) (divides by 32768). A trailing odd byte is ignored."""
     n = len(b) // 2
     return np.frombuffer(b, dtype="<i2", count=n).astype(np.float32) / np.float32(32768.0)
-
-
-class StreamResampler:
-    """Stateful mono resampler ``in_rate`` -> ``out_rate`` around ``soxr.ResampleStream`` (float32).
-
-    Contract: call :meth:`process` with consecutive blocks of one stream; concatenate the outputs
-    (some may be empty). At end of stream call :meth:`flush` for the tail; the object is then reset and
-    can start a new stream. :meth:`reset` discards state without producing the tail (e.g. on barge-in).
-    ``channels`` is the number of channels the caller will pass in; they are averaged to mono first, so
-    the soxr stream is always mono. With ``in_rate == out_rate`` blocks pass through unchanged (as float32).
-    """
-
-    def __init__(self, in_rate: int, out_rate: int, channels: int = 1, quality: str = "HQ") -> None:
-        if in_rate <= 0 or out_rate <= 0:
-            raise ValueError("sample rates must be positive")
-        if channels < 1:
-            raise ValueError("channels must be >= 1")
-        self.in_rate = in_rate
-        self.out_rate = out_rate
-        self.channels = channels
-        self.quality = quality
-        self._stream: soxr.ResampleStream | None = None
-        if in_rate != out_rate:
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
-
-    @property
-    def passthrough(self) -> bool:
-        """True when no resampling happens (equal rates)."""
-        return self._stream is None
-
-    def process(self, block: npt.NDArray[Any]) -> F32:
-        """Resample one block (int16 or float32, mono or multichannel); returns float32 mono, maybe empty."""
-        mono = to_mono_float(block)
-        if self._stream is None:
-            return mono
-        out: F32 = self._stream.resample_chunk(mono, last=False)
-        return out
-
-    def flush(self) -> F32:
-        """Return the filter tail (``last=True``) and reset for a new stream."""
-        if self._stream is None:
-            return _EMPTY_F32.copy()
-        tail: F32 = self._stream.resample_chunk(_EMPTY_F32, last=True)
-        self._stream.clear()
-        return tail
-
-    def reset(self) -> None:
-        """Discard buffered input and filter state (soxr ``clear()``)."""
-        if self._stream is not None:
-            self._stream.clear()
 
 
 class FrameChunker:

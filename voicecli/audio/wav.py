@@ -15,8 +15,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from voicecli.errors import AudioFileError
+from voicecli.protocol.constants import RATE
 
-_BLOCK_FRAMES = 24000  # frames assembled per write when streaming a recording to disk
+_BLOCK_FRAMES = RATE  # frames per write when streaming a recording to disk (one second)
 
 
 @contextmanager
@@ -42,7 +43,7 @@ def _wav_writer(path: str | os.PathLike[str], rate: int, channels: int) -> Itera
         ) from None
 
 
-def write_wav(path: str | os.PathLike[str], pcm: bytes, rate: int = 24000, channels: int = 1) -> None:
+def write_wav(path: str | os.PathLike[str], pcm: bytes, rate: int = RATE, channels: int = 1) -> None:
     """Write interleaved PCM16 LE ``pcm`` as a WAV file (a trailing partial frame is dropped)."""
     if rate <= 0 or channels <= 0:
         raise ValueError("rate and channels must be positive")
@@ -80,7 +81,7 @@ class SessionRecorder:
     (the event loop).
     """
 
-    def __init__(self, rate: int = 24000) -> None:
+    def __init__(self, rate: int = RATE) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate

@@ -17,6 +17,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
+# The public names (what ``from voicecli.protocol import *`` re-exports): events, errors, codecs.
+__all__ = [
+    "CLIENT_EVENT_TYPES", "SERVER_EVENT_TYPES",
+    "ProtocolError", "LocalProtocolError", "RemoteProtocolError",
+    "ClientEvent", "SessionUpdate", "SessionResume", "InputAudio", "ToolResult", "ReplyCreate",
+    "ConversationMessage", "SessionEnd", "ReplyCancel",
+    "ServerEvent", "SessionReady", "SessionUpdated", "SessionEnded", "SessionError", "InputSpeechStarted",
+    "InputSpeechStopped", "TranscriptUserDelta", "TranscriptUser", "ReplyStarted", "ReplyAudio",
+    "TranscriptAgentDelta", "TranscriptAgent", "ReplyDone", "ToolCall", "ReplyError", "UnknownEvent",
+    "client_event_from_dict", "decode_client_event", "decode_server_event", "encode", "encode_server",
+    "server_event_dict", "server_event_from_dict", "summarize_raw",
+]
+
 
 class ProtocolError(ValueError):
     """Base for protocol violations. ``code`` is a protocol error code where one applies."""

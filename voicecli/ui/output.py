@@ -103,8 +103,8 @@ class PlainOutput:
 
     def client_event(self, kind: str, **fields: Any) -> None:
         if kind == "tool.result" and self.labels:
-            self.out.line(tool_line(str(fields.get("name", "?")), fields.get("arguments", {}),
-                                    ("error: " if fields.get("is_error") else "") + str(fields.get("result", ""))))
+            outcome = ("error: " if fields.get("is_error") else "") + str(fields.get("result", ""))
+            self.out.line(tool_line(str(fields.get("name", "?")), fields.get("arguments", {}), outcome))
         elif self.verbose and kind == "metrics":
             self.err.line("voicecli: metrics " + json.dumps(fields, ensure_ascii=False))
 
@@ -130,7 +130,8 @@ class JsonOutput:
         self.out.line(json.dumps(obj, ensure_ascii=True, separators=(",", ":")))
 
     def server_event(self, rec: Received) -> None:
-        raw: dict[str, Any] = dict(summarize_raw(rec.event.raw)) if rec.event.raw else {"type": rec.event.type}
+        raw: dict[str, Any] = (dict(summarize_raw(rec.event.raw)) if rec.event.raw
+                               else {"type": rec.event.type})
         if rec.stale:
             raw["voicecli_stale"] = True
         self._emit(raw)
