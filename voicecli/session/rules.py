@@ -31,17 +31,35 @@ from typing import Any, Final, Generic, TypeVar
 
 from voicecli.protocol.events import (
     LocalProtocolError,
-    ReplyDone,
     RemoteProtocolError,
+    ReplyDone,
     SessionError,
     TranscriptAgent,
     UnknownEvent,
 )
 
 __all__ = [
-    "AUTH_CODES", "FATAL_CODES", "RESUME_FAILED_CODES", "WARNING_CODES", "CallState", "ConnState",
-    "Machine", "ReplyState", "Role", "Step", "TRANSITIONS", "Verdict", "event_key", "error_kind",
-    "CLOSED", "CONNECT_FAILED", "BARGE_IN", "RESULT_READY", "DROP", "GATE_OPENS", "GATE_CLOSES",
+    "AUTH_CODES",
+    "BARGE_IN",
+    "CLOSED",
+    "CONNECT_FAILED",
+    "DROP",
+    "FATAL_CODES",
+    "GATE_CLOSES",
+    "GATE_OPENS",
+    "RESULT_READY",
+    "RESUME_FAILED_CODES",
+    "TRANSITIONS",
+    "WARNING_CODES",
+    "CallState",
+    "ConnState",
+    "Machine",
+    "ReplyState",
+    "Role",
+    "Step",
+    "Verdict",
+    "error_kind",
+    "event_key",
 ]
 
 
