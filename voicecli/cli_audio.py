@@ -106,7 +106,7 @@ def chat(
                            duplex=client.get("duplex") or "full",
                            prebuffer_ms=DEFAULT_PREBUFFER_MS if prebuffer is None else int(prebuffer),
                            chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
-                           keys=not json_mode and env.keys)
+                           keys=not json_mode and env.keys, stdin=env.stdin)
         view = ChatView()
         output = make_chat_output(env, json_mode, no_ui, debug, view, ptt)
         try:
@@ -117,10 +117,7 @@ def chat(
         finally:
             output.close()
 
-    code = run_command(body, env, debug)
-    if code == ExitStatus.INTERRUPTED:    # Ctrl-C handled by the chat itself (it ended the session)
-        env.stderr.write("voicecli: interrupted\n")
-    raise typer.Exit(code)
+    raise typer.Exit(run_command(body, env, debug))   # Ctrl-C: KeyboardInterrupt -> the exit map
 
 
 def devices(

@@ -10,9 +10,10 @@ one :class:`_Chat`, whose parts all exist from its constructor on.
 Barge-in (protocol.md 6.3): on ``input.speech.started`` every reply that is still playing is cut
 from the buffer (the speaker is silent within one device block) and gated; when the session says a
 reply was interrupted (``reply.done{interrupted}`` or ``transcript.agent{interrupted}``) it is cut too
-and the session drops its late audio and tool results. The transcript shows such a reply as interrupted with what
-was actually heard. A ticker (10 Hz) reveals captions, polls playback for latency figures, updates
-the status line and watches the devices (a stalled or failed stream ends the chat with exit 6).
+and the session drops its late audio and tool results. The transcript shows such a reply as
+interrupted with what was actually heard. A ticker (10 Hz) reveals captions, polls playback for
+latency figures, updates the status line and watches the devices (a stalled or failed stream ends
+the chat with exit 6).
 
 Exit: ``q`` or the server ending the session -> returns ``ExitStatus.OK``; Ctrl-C or SIGTERM ->
 ``session.end``, a short wait for ``session.ended``, terminal restored, then KeyboardInterrupt for
@@ -28,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any
 
 from voicecli.app.chat_mic import Mic
 from voicecli.app.chat_speaker import Cut, Speaker
@@ -38,7 +39,7 @@ from voicecli.app.toolcalls import ToolDispatcher
 from voicecli.audio import devices
 from voicecli.audio.jitter import JitterBuffer
 from voicecli.audio.pipeline import CapturePipeline
-from voicecli.errors import EXIT_OK, AudioDeviceError
+from voicecli.errors import AudioDeviceError
 from voicecli.protocol.events import (
     InputSpeechStarted,
     InputSpeechStopped,
@@ -50,6 +51,7 @@ from voicecli.protocol.events import (
     TranscriptUser,
 )
 from voicecli.session.client import Received
+from voicecli.status import ExitStatus
 from voicecli.tools import ToolRunner
 from voicecli.ui.chatview import ChatLine, ChatView
 from voicecli.ui.keys import KeyReader
@@ -58,12 +60,6 @@ from voicecli.ui.output import Output
 STALL_S = 2.0        # no device callback for this long = the device is gone
 TICK_S = 0.1         # captions, status, latency polling, watchdog
 DEVICE_HINT = "check that the device is still connected (`voicecli devices`), then start the chat again"
-
-
-class ChatOutput(Output, Protocol):
-    """What chat needs of its output: the common Output, plus a periodic refresh (the live view)."""
-
-    def refresh(self) -> None: ...
 
 
 @dataclass
@@ -83,6 +79,7 @@ class ChatOptions:
     record_dir: Path | None = None
     ptt: bool = False
     keys: bool = True
+    stdin: IO[str] | None = None    # where keys are read (the Environment's stdin); None: sys.stdin
 
 
 class ChatRunner:
@@ -93,34 +90,16 @@ class ChatRunner:
                  runner: ToolRunner | None = None, view: ChatView | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings, self.opts, self.runner = settings, opts, runner or ToolRunner()
-        self.output: ChatOutput = _with_refresh(output)
+        self.output = output
         self.view = view or ChatView()
         self.clock = clock
 
-    async def run(self) -> int:
+    async def run(self) -> ExitStatus:
         sd = devices.backend()
         in_s = devices.resolve_stream(self.opts.input_device, "input", sd, "float32")
         out_s = devices.resolve_stream(self.opts.output_device, "output", sd, "int16")
         chat = _Chat(self, in_s, out_s, sd)
         return await chat.run()
-
-
-def _with_refresh(output: Output) -> ChatOutput:
-    if callable(getattr(output, "refresh", None)):
-        return output  # type: ignore[return-value]  # it has refresh(): a ChatOutput
-    return _Refreshing(output)
-
-
-class _Refreshing:
-    """An Output without a live region: refresh() does nothing."""
-
-    def __init__(self, inner: Output) -> None:
-        self.inner = inner
-        self.server_event, self.client_event = inner.server_event, inner.client_event
-        self.notice, self.close = inner.notice, inner.close
-
-    def refresh(self) -> None:
-        pass
 
 
 class _Chat:
@@ -141,7 +120,7 @@ class _Chat:
                        recorder=self.recorder, agent_audible=lambda: self.buffer.audible,
                        input_latency=lambda: self.in_stream.latency_s if self.in_stream else 0.0)
         self.tools = ToolDispatcher(self.conv, runner.runner)
-        self.keys = KeyReader(self.on_key)
+        self.keys = KeyReader(self.on_key, opts.stdin)
         self.stop_requested = asyncio.Event()
         self.interrupted = False          # Ctrl-C / SIGTERM asked us to stop
         self.failure: AudioDeviceError | None = None
@@ -155,7 +134,7 @@ class _Chat:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self) -> int:
+    async def run(self) -> ExitStatus:
         loop = asyncio.get_running_loop()
         tasks: list[asyncio.Task[Any]] = []
         self._install_signals(loop)
@@ -185,7 +164,7 @@ class _Chat:
         self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
                            f"{out_s.device.name} ({out_s.rate} Hz); {opts.duplex} duplex", "debug")
 
-    def _outcome(self) -> int:
+    def _outcome(self) -> ExitStatus:
         """The chat's result for the exit map: a device failure, the conversation's failure,
         KeyboardInterrupt for Ctrl-C/SIGTERM, else OK."""
         if self.failure is not None:
@@ -193,7 +172,7 @@ class _Chat:
         self.conv.raise_if_failed()
         if self.interrupted:
             raise KeyboardInterrupt
-        return EXIT_OK
+        return ExitStatus.OK
 
     async def _until_stopped(self, aw: Awaitable[Any]) -> bool:
         """Run ``aw`` until it finishes (True) or a stop is requested (False)."""
@@ -401,7 +380,8 @@ class _Chat:
             output_status_flags=self.out_stream.status_flags if self.out_stream else 0)
         if summary["turns"]:
             t, srv, loc = summary["total_ms"], summary["server_ms"], summary["local_ms"]
-            self.output.notice(f"{summary['turns']} turn(s): end of speech -> agent heard p50 {t['p50']:.0f} ms, "
+            self.output.notice(f"{summary['turns']} turn(s): end of speech -> agent heard p50 "
+                               f"{t['p50']:.0f} ms, "
                                f"p95 {t['p95']:.0f} ms (server p50 {srv['p50']:.0f} ms + local p50 "
                                f"{loc['p50']:.0f} ms); {self.barge_ins} barge-in(s), {stats.underruns} "
                                "underrun(s)", "info")

@@ -2,7 +2,7 @@
 
 Imports nothing from asyncio, websockets, sounddevice or rich (enforced by a test)."""
 
-from voicecli.protocol.events import *
+from voicecli.protocol.events import *  # noqa: F403  (events.__all__ says what)
 from voicecli.protocol.events import (  # noqa: F401
     ClientEvent,
     LocalProtocolError,

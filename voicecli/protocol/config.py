@@ -250,9 +250,11 @@ def _check_input(problems: list[Problem], inp: Any) -> None:
     keyterms = inp.get("keyterms")
     if keyterms is not None:
         if not isinstance(keyterms, list) or not all(isinstance(k, str) for k in keyterms):
-            problems.append(Problem("invalid_value", "input.keyterms", "'input.keyterms' must be a list of strings"))
+            problems.append(Problem("invalid_value", "input.keyterms",
+                                    "'input.keyterms' must be a list of strings"))
         elif len(keyterms) > 100:
-            problems.append(Problem("invalid_value", "input.keyterms", "'input.keyterms' allows at most 100 terms"))
+            problems.append(Problem("invalid_value", "input.keyterms",
+                                    "'input.keyterms' allows at most 100 terms"))
     _check_enum(problems, inp, "transcription_mode", "input.transcription_mode", TRANSCRIPTION_MODES)
     prompt = inp.get("transcription_prompt")
     if isinstance(prompt, str) and len(prompt) > 1750:

@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 # The public names (what ``from voicecli.protocol import *`` re-exports): events, errors, codecs.
 __all__ = [
@@ -199,10 +199,10 @@ class ReplyCancel:
         return {"type": self.type, "reply_id": self.reply_id}
 
 
-ClientEvent = Union[
-    SessionUpdate, SessionResume, InputAudio, ToolResult, ReplyCreate,
-    ConversationMessage, SessionEnd, ReplyCancel,
-]
+ClientEvent = (
+    SessionUpdate | SessionResume | InputAudio | ToolResult | ReplyCreate
+    | ConversationMessage | SessionEnd | ReplyCancel
+)
 
 # --------------------------------------------------------------------------------------------
 # Server -> client (protocol.md section 4). Every server event may carry ``timestamp`` and
@@ -384,11 +384,11 @@ class UnknownEvent:
         return self.event_type
 
 
-ServerEvent = Union[
-    SessionReady, SessionUpdated, SessionEnded, SessionError, InputSpeechStarted,
-    InputSpeechStopped, TranscriptUserDelta, TranscriptUser, ReplyStarted, ReplyAudio,
-    TranscriptAgentDelta, TranscriptAgent, ReplyDone, ToolCall, ReplyError, UnknownEvent,
-]
+ServerEvent = (
+    SessionReady | SessionUpdated | SessionEnded | SessionError | InputSpeechStarted
+    | InputSpeechStopped | TranscriptUserDelta | TranscriptUser | ReplyStarted | ReplyAudio
+    | TranscriptAgentDelta | TranscriptAgent | ReplyDone | ToolCall | ReplyError | UnknownEvent
+)
 
 
 # --------------------------------------------------------------------------------------------

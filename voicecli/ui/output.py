@@ -38,6 +38,9 @@ class Output(Protocol):
     def notice(self, message: str, level: str = "info") -> None:
         """A human status line (stderr)."""
 
+    def refresh(self) -> None:
+        """Redraw a live region, if there is one (chat's ticker calls it; plain outputs do nothing)."""
+
     def close(self) -> None: ...
 
 
@@ -112,6 +115,9 @@ class PlainOutput:
         if level != "debug" or self.verbose:
             _stderr_notice(self.err, message, level)
 
+    def refresh(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -142,6 +148,9 @@ class JsonOutput:
     def notice(self, message: str, level: str = "info") -> None:
         if level in ("warning", "error"):
             _stderr_notice(self.err, message, level)
+
+    def refresh(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
