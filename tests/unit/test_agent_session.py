@@ -28,8 +28,9 @@ from voicecli.server.effects import (
     TakeOver,
     Transcribe,
 )
-from voicecli.server.engines import Speech, ToolCallRequest, TurnEvent, WordTiming
+from voicecli.server.engines import Speech, TextDelta, ToolCallRequest, TurnEvent, WordTiming, brain_stream
 from voicecli.server.options import ServerOptions
+from voicecli.server.scripted import ScriptedEngine, load_scenario
 from voicecli.server.session import Engines, Session
 from voicecli.session.rules import ConnState
 
@@ -77,17 +78,22 @@ class FakeSTT:
         return "hello there"
 
 
-def engines() -> Engines:
+def engines(scenario: str | None = None) -> Engines:
     from voicecli.server.tts import ToneTTS
 
+    if scenario is not None:   # the scripted engine is both the STT and the brain
+        scripted = ScriptedEngine(load_scenario(scenario))
+        return Engines(FakeDetector(), scripted, scripted, ToneTTS())
     return Engines(FakeDetector(), FakeSTT(), DefaultBrain(), ToneTTS())
 
 
 class Harness:
-    def __init__(self, owner: str = "me", lookup: dict[str, Session] | None = None, **opts: Any) -> None:
+    def __init__(self, owner: str = "me", lookup: dict[str, Session] | None = None,
+                 scenario: str | None = None, **opts: Any) -> None:
         self.sessions: dict[str, Session] = {} if lookup is None else lookup
         options = ServerOptions(**{"enforce_realtime": False, **opts})
-        self.agent = AgentSession(options, owner=owner, max_session_duration_s=None, make_engines=engines,
+        self.agent = AgentSession(options, owner=owner, max_session_duration_s=None,
+                                  make_engines=lambda: engines(scenario),
                                   lookup=self.sessions.get, mint_resume=lambda sid, who: f"tok-{sid}",
                                   connected=1000.0)
         self.now = 1000.0
@@ -109,7 +115,7 @@ class Harness:
             elif isinstance(e, CancelReply):
                 self.cancelled.append(e.reply_id)
             elif isinstance(e, Transcribe):
-                stt = FakeSTT()
+                stt = self.agent.session.engines.stt
                 text = stt.final(e.pcm) if e.final else stt.partial(e.pcm)
                 out += self.run(self.agent.transcribed(e.item_id, text, e.final, self.now))
         self.effects += out
@@ -154,6 +160,16 @@ class Harness:
         if complete:
             out += self.run(self.agent.reply_complete(rid, text, self.now))
         return out
+
+
+    def produce(self, job: ReplyJob, audio_ms: int = 200, complete: bool = True) -> tuple[str, list[Effect]]:
+        """Play ``job`` as the pipeline would, with what the session's brain says for it."""
+        if job.text is not None:
+            return job.text, self.play(job, job.text, audio_ms, complete=complete)
+        pieces = list(brain_stream(self.agent.session.engines.brain, job.ctx, job.outcomes))
+        text = "".join(p.text for p in pieces if isinstance(p, TextDelta))
+        calls = tuple(p for p in pieces if isinstance(p, ToolCallRequest))
+        return text, self.play(job, text, audio_ms, calls, complete)
 
 
 def events(effects: list[Effect]) -> list[ServerEvent]:
@@ -500,3 +516,103 @@ def test_server_events_are_encoded_strictly() -> None:
                 ReplyAudio("text", "r")):  # type: ignore[arg-type]
         with pytest.raises(LocalProtocolError):
             encode_server_event(bad, 1.0)
+
+
+# -- the scripted engine's side of these rules (moved here from the socket tests) ----------------
+
+def scripted_tools(scenario: str = "tools", **tool: Any) -> tuple[Harness, list[Effect]]:
+    h = Harness(scenario=scenario)
+    h.start({"input": {"turn_detection": TD}, "tools": [dict(WEATHER, **tool)]})
+    h.speak()
+    text, got = h.produce(h.jobs[-1])
+    assert text == "Let me check."
+    return h, got
+
+
+def call_ids(effects: list[Effect]) -> list[str]:
+    return [e.call_id for e in events(effects) if e.type == "tool.call"]
+
+
+def test_scripted_tool_timeout_makes_the_agent_apologise() -> None:
+    h, got = scripted_tools(timeout_seconds=1)
+    assert h.timers["tools"] - h.now >= 0.8
+    h.fire("tools")
+    text, _ = h.produce(h.jobs[-1])
+    assert text == "Sorry, the get_weather tool did not answer in time."
+    assert h.send({"type": "tool.result", "call_id": call_ids(got)[0], "result": '"late"'}) == []
+    assert stats(h)["tool_timeouts"] == 1 and stats(h)["tool_results_stale"] == 1
+
+
+def test_scripted_result_before_reply_done_is_accepted_but_counted() -> None:
+    h = Harness(scenario="tools")
+    h.start({"input": {"turn_detection": TD}, "tools": [WEATHER]})
+    h.speak()
+    job = h.jobs[-1]
+    _, got = h.produce(job, complete=False)
+    h.send({"type": "tool.result", "call_id": call_ids(got)[0], "result": '{"temp_c": 22}'})
+    h.run(h.agent.reply_complete(job.reply_id, "Let me check.", h.now))
+    text, _ = h.produce(h.jobs[-1])
+    assert text == 'The weather in Paris is {"temp_c": 22}.'
+    assert stats(h)["tool_results_before_done"] == 1
+
+
+def test_scripted_duplicate_tool_call_same_call_id() -> None:
+    h, got = scripted_tools("duplicate_tool")
+    ids = call_ids(got)
+    assert len(ids) == 2 and ids[0] == ids[1]
+    h.send({"type": "tool.result", "call_id": ids[0], "result": '"rainy"'})
+    follow = h.jobs[-1]
+    text, _ = h.produce(follow)
+    assert text == "The weather in Paris is rainy."
+    assert h.send({"type": "tool.result", "call_id": ids[0], "result": '"rainy"'}) == []
+    assert h.jobs[-1] is follow and stats(h)["tool_results_duplicate"] == 1   # one follow-up only
+
+
+def test_scripted_hold_mode_suppresses_user_replies_until_the_result() -> None:
+    h, got = scripted_tools(execution_mode="hold")
+    n_jobs = len(h.jobs)
+    held = h.speak()   # the user speaks during the hold: "thanks"
+    assert "input.speech.stopped" in types(held) and "transcript.user" not in types(held)
+    assert len(h.jobs) == n_jobs and "reply.started" not in types(held)
+    h.send({"type": "reply.create", "instructions": "Still working on it."})
+    text, status = h.produce(h.jobs[-1])
+    assert text == "Still working on it." and events(status)[-1].status == "completed"
+    after = h.send({"type": "tool.result", "call_id": call_ids(got)[0], "result": '"cloudy"'})
+    assert [e.text for e in events(after) if e.type == "transcript.user"] == ["thanks"]
+    assert isinstance(after[-1], StartReply)   # flushed before the follow-up starts
+    text, follow = h.produce(h.jobs[-1])
+    assert types(follow)[0] == "reply.started" and text == "The weather in Paris is cloudy."
+
+
+def test_scripted_no_barge_in_when_interrupt_response_is_false() -> None:
+    h = Harness(scenario="echo")
+    h.start({"input": {"turn_detection": dict(TD, interrupt_response=False)}})
+    h.speak()
+    first = h.jobs[-1]
+    _, got = h.produce(first, audio_ms=400, complete=False)
+    got = h.speak()
+    assert "input.speech.started" in types(got) and "reply.done" not in types(got)   # still reported
+    done = h.run(h.agent.reply_complete(first.reply_id, "Hello! This is the scripted agent.", h.now))
+    assert events(done)[-1].status == "completed" and events(done)[-2].interrupted is False
+    text, _ = h.produce(h.jobs[-1])   # then the queued reply to the second turn
+    assert text == "I am fine, thank you for asking."
+
+
+def test_scripted_reply_create_and_cancel() -> None:
+    h = Harness(scenario="echo")
+    h.start()
+    h.send({"type": "reply.create", "instructions": "Say this exact sentence now."})
+    text, got = h.produce(h.jobs[-1])
+    assert text == "Say this exact sentence now." and events(got)[-1].status == "completed"
+    h.send({"type": "reply.create", "instructions": " ".join(["word"] * 30)})
+    first = h.jobs[-1]
+    h.produce(first, audio_ms=400, complete=False)
+    got = h.send({"type": "reply.create", "instructions": "Second."})
+    assert events(got)[-1].status == "interrupted" and events(got)[-2].interrupted is True
+    text, got = h.produce(h.jobs[-1])
+    assert types(got)[0] == "reply.started" and text == "Second."
+    h.send({"type": "reply.create", "instructions": " ".join(["word"] * 30)})
+    third = h.jobs[-1]
+    h.produce(third, audio_ms=400, complete=False)
+    got = h.send({"type": "reply.cancel", "reply_id": third.reply_id})
+    assert events(got)[-1].status == "interrupted"
