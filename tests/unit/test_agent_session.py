@@ -71,6 +71,12 @@ class FakeDetector:
 
 
 class FakeSTT:
+    def __init__(self) -> None:
+        self.keyterms: list[list[str]] = []
+
+    def configure(self, keyterms: list[str]) -> None:
+        self.keyterms.append(keyterms)
+
     def partial(self, pcm: bytes) -> str:
         return f"partial {len(pcm) // MS}"
 
@@ -247,6 +253,15 @@ def test_later_update_drops_immutable_change_and_replaces_tools() -> None:
     assert [t["name"] for t in config["tools"]] == ["b"]
     assert events(h.send({"type": "session.update", "session": {"greeting": "Again."}}))[0].code == \
         "immutable_field"  # nothing else to apply: no session.updated
+
+
+def test_keyterms_reach_an_stt_that_takes_them() -> None:
+    h = Harness()
+    h.start({"input": {"keyterms": ["AssemblyAI"], "turn_detection": TD}})
+    stt = h.agent.session.engines.stt
+    h.send({"type": "session.update", "session": {"system_prompt": "x"}})   # unchanged: not again
+    h.send({"type": "session.update", "session": {"input": {"keyterms": ["voicecli"]}}})
+    assert stt.keyterms == [["AssemblyAI"], ["voicecli"]]
 
 
 # -- turns, barge-in ---------------------------------------------------------------------------

@@ -230,6 +230,7 @@ class AgentSession:
         config = resolve_config(session_id, update)
         engines = self.make_engines()
         engines.detector.configure(config["input"].get("turn_detection"))
+        _configure_stt(engines, config)
         session = Session(session_id, self.owner, config, engines,
                           expires_at=int(now) + self.options.session_lifetime_s,
                           max_session_duration_s=self.max_session_duration_s, created=now)
@@ -255,10 +256,13 @@ class AgentSession:
             update = _drop_paths(update, paths)
             if not update:
                 return
-        old_td = session.config["input"].get("turn_detection")
+        old_input = session.config["input"]
         session.config = resolve_config(session.id, update, base=session.config)
-        if session.config["input"].get("turn_detection") != old_td:
-            session.engines.detector.configure(session.config["input"].get("turn_detection"))
+        new_input = session.config["input"]
+        if new_input.get("turn_detection") != old_input.get("turn_detection"):
+            session.engines.detector.configure(new_input.get("turn_detection"))
+        if new_input.get("keyterms") != old_input.get("keyterms"):
+            _configure_stt(session.engines, session.config)   # applies from the next utterance (6.6)
         self.wire.send(SessionUpdated(session.config))
 
     # -- resume and end -------------------------------------------------------------------
@@ -443,6 +447,13 @@ class AgentSession:
     def reply_complete(self, reply_id: str, text: str, now: float) -> list[Effect]:
         self.replies.complete(reply_id, text, now)
         return self.wire.drain()
+
+
+def _configure_stt(engines: Engines, config: dict[str, Any]) -> None:
+    """``input.keyterms`` for an STT that takes them (an optional ``configure(keyterms)``)."""
+    configure = getattr(engines.stt, "configure", None)
+    if callable(configure):
+        configure(list(config["input"].get("keyterms") or []))
 
 
 def _align(text: str, speech: Speech, offset_ms: float) -> list[WordTiming]:

@@ -8,9 +8,10 @@ speech-to-text, the brain's iterator and text-to-speech run in the session's wor
 
 Streaming shapes (design.md 15):
 
-- :class:`SpeechToText` ``partial(pcm)`` gives the cumulative text of the utterance so far,
-  ``final(pcm)`` the final one. The server asks for a final as soon as the detector reports the
-  end of speech; a streaming STT may start one speculatively on its own and throw it away.
+- :class:`SpeechToText` ``partial(pcm)`` gives the cumulative text of the utterance so far (asked
+  every ``PARTIAL_EVERY_MS`` of speech), ``final(pcm)`` the final one (asked once the detector
+  reports the end of speech; the reply waits for it). An optional ``configure(keyterms)`` gets
+  ``input.keyterms`` at the start and whenever an update changes them.
 - :class:`StreamingBrain` ``stream(ctx, outcomes)`` yields :class:`TextDelta` pieces as they are
   produced and :class:`ToolCallRequest` items (an OpenAI-compatible client's shape). A
   :class:`Brain` that returns a whole :class:`ReplyPlan` is adapted by :func:`brain_stream`.
