@@ -118,3 +118,5 @@ def test_streaming_brain_audio_starts_before_the_brain_is_done() -> None:
     starts = [e.start_ms for _, e in sent if e.type == "transcript.agent.delta"]
     assert starts == sorted(starts)   # later clauses are offset by the audio before them
     assert sent[-2][1].text.strip() == deltas
+    audio = b"".join(e.data for _, e in sent if e.type == "reply.audio")
+    assert audio == ToneTTS().synthesize(deltas).pcm   # clause by clause == the whole text at once

@@ -67,6 +67,9 @@ class _Serialized:
         with self.lock:
             return self.tts.synthesize(text, voice)
 
+    def __getattr__(self, name: str) -> Any:   # split_clauses, clause_gap_ms, ... of the engine
+        return getattr(self.tts, name)
+
 
 def make_tts(name: str) -> TextToSpeech:
     """A TTS backend by name (``espeak`` | ``tone``)."""

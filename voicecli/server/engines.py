@@ -16,7 +16,8 @@ Streaming shapes (design.md 15):
   produced and :class:`ToolCallRequest` items (an OpenAI-compatible client's shape). A
   :class:`Brain` that returns a whole :class:`ReplyPlan` is adapted by :func:`brain_stream`.
 - :class:`TextToSpeech` ``synthesize(text, voice)`` is called per clause/sentence
-  (:func:`split_clauses`, or the engine's own ``split_clauses`` when it has one).
+  (:func:`split_clauses`, or the engine's own ``split_clauses`` when it has one); an optional
+  ``clause_gap_ms`` attribute is the silence put between two clauses.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ One :func:`run_reply` task per reply, started by the pump for a
 2. the text is cut into clauses (the TTS engine's own ``split_clauses`` if it has one, else
    :func:`~voicecli.server.engines.split_clauses`): a part is spoken once the next one has begun,
    the rest when the brain is done;
-3. each clause is synthesized and encoded while the previous one plays;
+3. each clause is synthesized and encoded while the previous one plays (after the first, with the
+   engine's ``clause_gap_ms`` of silence in front, if it has one: the pause it puts between
+   words, so clause-by-clause audio equals whole-text audio);
 4. the consumer (this task) reports each clause to the agent session (``reply.started`` with the
    first, then its word deltas, ahead of its audio; the first audio waits up to ``LOOKAHEAD_S``
    for the clauses after the first, so a quick TTS gives the early burst of deltas seen live) and sends the audio in ``reply_chunk_ms``
@@ -30,7 +32,16 @@ from typing import Any
 from .agent import AgentSession
 from .codec import bytes_per_ms, encode_output
 from .effects import Effect, ReplyJob
-from .engines import ReplyPiece, Speech, TextDelta, ToolCallRequest, brain_stream, split_clauses
+from .engines import (
+    BYTES_PER_MS,
+    ReplyPiece,
+    Speech,
+    TextDelta,
+    ToolCallRequest,
+    WordTiming,
+    brain_stream,
+    split_clauses,
+)
 from .options import ServerOptions
 from .session import Session
 from .workers import SessionWorkers
@@ -93,9 +104,18 @@ async def _produce(job: ReplyJob, session: Session, workers: SessionWorkers, out
     encoding = (out.get("format") or {}).get("encoding", "audio/pcm")
     voice, volume = out.get("voice"), out.get("volume")
 
+    gap_ms = int(getattr(tts, "clause_gap_ms", 0))
+    spoken = 0
+
     def speak(part: str) -> tuple[Speech, bytes]:
+        nonlocal spoken
         speech = tts.synthesize(part, voice)
-        return speech, encode_output(speech.pcm, encoding, volume) if speech.pcm else b""  # type: ignore[return-value]
+        pcm, words = speech.pcm, tuple(speech.words)
+        if spoken and gap_ms and pcm:   # the pause the engine puts between words, between clauses
+            pcm = bytes(gap_ms * BYTES_PER_MS) + pcm
+            words = tuple(WordTiming(w.word, w.start_ms + gap_ms, w.end_ms + gap_ms) for w in words)
+        spoken += 1
+        return Speech(pcm, words), encode_output(pcm, encoding, volume) if pcm else b""
 
     async def emit(parts: list[str], final: bool) -> None:
         parts = [p for p in parts if p.strip()]

@@ -384,6 +384,7 @@ class ToneTTS:
         self.freq = float(freq)
         self.ms_per_char = int(ms_per_char)
         self.gap_ms = int(gap_ms)
+        self.clause_gap_ms = self.gap_ms   # clauses synthesized one by one join like words (pipeline.py)
 
     def _word_ms(self, word: str) -> int:
         n = sum(1 for c in word if c.isalnum())
