@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voicecli.protocol.events import ServerEvent
+from voicecli.protocol.events import (
+    ReplyAudio,
+    ReplyDone,
+    ReplyError,
+    ReplyStarted,
+    ServerEvent,
+    TranscriptAgent,
+    TranscriptAgentDelta,
+)
 from voicecli.session.rules import ERROR_ANSWER, ConnState, Machine, Role, Verdict, event_key
 
 from .engines import ToolOutcome, TurnContext
 from .session import Session
 
-_REPLY_TYPES = frozenset({"reply.started", "reply.audio", "transcript.agent.delta", "transcript.agent",
-                          "reply.done", "reply.error"})
+_REPLY_EVENTS = (ReplyStarted, ReplyAudio, TranscriptAgentDelta, TranscriptAgent, ReplyDone, ReplyError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +142,8 @@ class Wire:
         """Queue ``event`` if the rules allow it; False if the table calls it stale. ``answer``:
         a ``session.error`` answering one bad message (the state stays, ``ERROR_ANSWER``)."""
         key = ERROR_ANSWER if answer else event_key(event)
-        if event.type in _REPLY_TYPES:
-            _, verdict = self.replies.step(event.reply_id, Role.SERVER, key)  # type: ignore[union-attr]
+        if isinstance(event, _REPLY_EVENTS):
+            _, verdict = self.replies.step(event.reply_id, Role.SERVER, key)
             if verdict is Verdict.STALE:
                 return False
         self.conn.step(0, Role.SERVER, key)

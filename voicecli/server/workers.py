@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class SessionWorkers:
                 while (item := await queue.get()) is not _DONE:
                     if isinstance(item, _Failure):
                         raise item.exc
-                    yield item  # type: ignore[misc]
+                    yield cast(T, item)
             finally:
                 stop.set()
                 if not future.done():
