@@ -19,13 +19,13 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from voicecli.protocol.constants import BYTES_PER_MS
 from voicecli.server.app import ServerThread
 from voicecli.server.options import ServerOptions
 from voicecli.server.tts import EspeakTTS, ToneTTS
 
 SCALE = float(os.environ.get("VOICECLI_TEST_TIMEOUT_SCALE", "1"))
 UNIT = 1.0 * SCALE  # seconds
-BYTES_PER_MS = 48
 
 # Short turn detection so tests do not wait for long silences.
 FAST_TD = {"min_silence": 200, "max_silence": 1000}

@@ -1,4 +1,6 @@
-"""Local server: tool calls, results, timeouts, duplicates, hold mode (protocol.md 3.3, 4.14, 6.5)."""
+"""Local server: tool calls over a real socket (protocol.md 3.3, 4.14, 6.5). The tool rules themselves
+(duplicates, stale and early results, timeouts, hold mode) are unit tests on AgentSession
+(tests/unit/test_agent_session.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from srvutil import FAST_TD, UNIT, client, module_server, run, tone_speech, types
+from srvutil import FAST_TD, client, module_server, run, tone_speech, types
 
 from voicecli.server.app import ServerThread
 
@@ -59,37 +61,8 @@ def test_tool_round_trip(srv: ServerThread) -> None:
     run(main())
 
 
-def test_result_before_reply_done_is_accepted_but_counted(srv: ServerThread) -> None:
-    async def main() -> None:
-        async with client(srv.url, query="scenario=tools") as c:
-            ready = await c.start(session_with(weather_tool()))
-            await c.send_pcm(tone_speech("what is the weather in paris"))
-            call = (await c.until("tool.call"))[-1]
-            await c.send({"type": "tool.result", "call_id": call["call_id"], "result": '{"temp_c": 22}'})
-            await c.until("reply.done")
-            follow = await c.until("reply.done")
-            assert follow[-2]["text"] == 'The weather in Paris is {"temp_c": 22}.'
-            assert srv.session(ready["session_id"]).stats["tool_results_before_done"] == 1
-    run(main())
 
 
-def test_tool_timeout_makes_the_agent_apologise(srv: ServerThread) -> None:
-    async def main() -> None:
-        async with client(srv.url, query="scenario=tools") as c:
-            ready = await c.start(session_with(weather_tool(timeout_seconds=1)))
-            got = await ask_weather(c)
-            call = next(e for e in got if e["type"] == "tool.call")
-            loop_time = __import__("asyncio").get_running_loop().time
-            t0 = loop_time()
-            follow = await c.until("reply.done", timeout=5 * UNIT)
-            assert loop_time() - t0 >= 0.8
-            assert follow[-2]["text"] == "Sorry, the get_weather tool did not answer in time."
-            # a late result is ignored (counted as stale), no error
-            await c.send({"type": "tool.result", "call_id": call["call_id"], "result": '"late"'})
-            assert await c.quiet(0.2 * UNIT) == []
-            stats = srv.session(ready["session_id"]).stats
-            assert stats["tool_timeouts"] == 1 and stats["tool_results_stale"] == 1
-    run(main())
 
 
 def test_unknown_call_id_is_invalid_value_and_session_stays_open(srv: ServerThread) -> None:
@@ -105,43 +78,4 @@ def test_unknown_call_id_is_invalid_value_and_session_stays_open(srv: ServerThre
             assert error["param"] == "result"
             await c.send({"type": "session.end"})
             assert (await c.recv())["type"] == "session.ended"
-    run(main())
-
-
-def test_duplicate_tool_call_same_call_id(srv: ServerThread) -> None:
-    async def main() -> None:
-        async with client(srv.url, query="scenario=duplicate_tool") as c:
-            ready = await c.start(session_with(weather_tool()))
-            got = await ask_weather(c)
-            calls = [e for e in got if e["type"] == "tool.call"]
-            assert len(calls) == 2 and calls[0]["call_id"] == calls[1]["call_id"]
-            await c.send({"type": "tool.result", "call_id": calls[0]["call_id"], "result": '"rainy"'})
-            follow = await c.until("reply.done")
-            assert follow[-2]["text"] == "The weather in Paris is rainy."
-            await c.send({"type": "tool.result", "call_id": calls[0]["call_id"], "result": '"rainy"'})
-            assert await c.quiet(0.3 * UNIT) == []  # one follow-up only; a second result is ignored
-            assert srv.session(ready["session_id"]).stats["tool_results_duplicate"] == 1
-    run(main())
-
-
-def test_hold_mode_suppresses_user_replies_until_the_result(srv: ServerThread) -> None:
-    async def main() -> None:
-        async with client(srv.url, query="scenario=tools") as c:
-            await c.start(session_with(weather_tool(execution_mode="hold")))
-            got = await ask_weather(c)
-            call = next(e for e in got if e["type"] == "tool.call")
-            await c.send_pcm(tone_speech("thanks"))  # user speaks during the hold
-            held = await c.quiet(0.8 * UNIT)
-            seq = types(held)
-            assert "input.speech.stopped" in seq and "reply.started" not in seq
-            assert "transcript.user" not in seq  # buffered until the hold ends
-            await c.send({"type": "reply.create", "instructions": "Still working on it."})
-            status = await c.until("reply.done")  # reply.create is allowed during a hold
-            assert status[-2]["text"] == "Still working on it."
-            await c.send({"type": "tool.result", "call_id": call["call_id"], "result": '"cloudy"'})
-            after = await c.until("reply.done")
-            seq = types(after)
-            assert seq.index("transcript.user") < seq.index("reply.started")
-            assert [e["text"] for e in after if e["type"] == "transcript.user"] == ["thanks"]
-            assert after[-2]["text"] == "The weather in Paris is cloudy."
     run(main())

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 from srvutil import (
-    FAST_TD,
     UNIT,
     client,
     espeak_speech,
@@ -118,22 +117,6 @@ def test_barge_in_interrupts_the_reply_and_continues_the_turn(srv: ServerThread)
     run(main())
 
 
-def test_no_barge_in_when_interrupt_response_is_false(srv: ServerThread) -> None:
-    session = {"input": {"turn_detection": dict(FAST_TD, interrupt_response=False)}}
-
-    async def main() -> None:
-        async with client(srv.url, query="scenario=echo") as c:
-            await c.start(session)
-            await c.send_pcm(tone_speech("hello"))
-            got = await c.until("reply.audio")
-            first_reply = got[-1]["reply_id"]
-            await c.send_pcm(tone_speech("how are you"))
-            got = await c.until("reply.done", reply_id=first_reply)
-            assert got[-1]["status"] == "completed" and got[-2]["interrupted"] is False
-            assert "input.speech.started" in types(got)  # speech is still reported
-            got = await c.until("reply.done")  # then the queued reply to the second turn
-            assert got[-2]["text"] == "I am fine, thank you for asking."
-    run(main())
 
 
 def test_audio_faster_than_real_time_is_dropped_with_rate_violation() -> None:

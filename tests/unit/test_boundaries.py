@@ -47,3 +47,19 @@ def test_protocol_star_import_exports_only_the_public_names() -> None:
     public = {n for n, v in vars(events).items() if not n.startswith("_") and
               (inspect.isclass(v) or inspect.isfunction(v)) and v.__module__ == events.__name__}
     assert public <= exported, f"public but not in events.__all__: {sorted(public - exported)}"
+
+
+SERVER_CORE = ("voicecli.server.agent", "voicecli.server.replies", "voicecli.server.effects",
+               "voicecli.server.session", "voicecli.server.engines", "voicecli.server.turns",
+               "voicecli.server.options")
+
+
+def test_server_conversation_modules_import_no_asyncio_or_websockets() -> None:
+    """The server's agent session is sans-I/O too: only the pump layer touches the loop."""
+    code = (
+        "import sys, importlib\n"
+        f"for m in {SERVER_CORE!r}: importlib.import_module(m)\n"
+        "print(','.join(m for m in ('asyncio', 'websockets') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"server conversation modules imported: {out.stdout.strip()}"

@@ -173,3 +173,38 @@ def test_event_keys() -> None:
     assert event_key(TranscriptAgent("r", "hi", interrupted=True)) == "transcript.agent/interrupted"
     assert event_key(UnknownEvent("x.y")) == "unknown"
     assert error_kind("agent_not_found") == "/fatal"
+
+
+# -- additions for the server's agent session ------------------------------------------------
+
+def test_session_end_is_allowed_before_any_session() -> None:
+    """3.7: ``session.end`` on a connection that never configured a session ends it."""
+    m = conn(S, ConnState.IDLE)
+    assert m.step(0, C, "session.end") == (ConnState.ENDING, Verdict.OK)
+    assert m.step(0, S, "session.ended") == (ConnState.ENDED, Verdict.OK)
+
+
+@pytest.mark.parametrize("state", [ConnState.IDLE, ConnState.AWAITING_READY, ConnState.RESUMING,
+                                   ConnState.READY, ConnState.ENDING])
+def test_an_error_answering_one_bad_message_keeps_the_state(state: ConnState) -> None:
+    """The server's answer to audio before ready (say) must not undo a pending session.ready,
+    unlike the rejection of a first update (AWAITING_READY -> IDLE)."""
+    from voicecli.session.rules import ERROR_ANSWER
+
+    m = conn(S, state)
+    assert m.step(0, S, ERROR_ANSWER) == (state, Verdict.OK)
+    if state is ConnState.AWAITING_READY:
+        assert conn(S, state).step(0, S, "session.error") == (ConnState.IDLE, Verdict.OK)
+
+
+def test_server_tool_call_verdicts_come_from_the_call_machine() -> None:
+    """The agent session's duplicate / stale / unknown tool.result verdicts (3.3)."""
+    calls: Machine[str] = Machine("call", S)
+    calls.step("a", S, "tool.call")
+    calls.step("b", S, "tool.call")
+    assert calls.step("a", C, "tool.result") == (CallState.SENT, Verdict.OK)
+    assert calls.step("a", C, "tool.result") == (CallState.SENT, Verdict.STALE)      # duplicate
+    calls.step("b", L, DROP)
+    assert calls.step("b", C, "tool.result") == (CallState.DROPPED, Verdict.STALE)   # stale
+    with pytest.raises(RemoteProtocolError):
+        calls.step("never", C, "tool.result")                                         # unknown

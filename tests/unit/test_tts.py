@@ -66,7 +66,7 @@ def check_timings(sp: Speech, text: str) -> None:
         assert 0 <= w.start_ms <= w.end_ms <= sp.duration_ms
         assert w.start_ms >= prev_start
         prev_start = w.start_ms
-    for a, b in zip(sp.words, sp.words[1:]):
+    for a, b in zip(sp.words, sp.words[1:], strict=False):
         assert a.end_ms <= b.start_ms
 
 
@@ -213,7 +213,7 @@ def test_tone_tts_timings() -> None:
     x = samples(sp)
     for w in sp.words:
         assert rms_db(seg(x, w.start_ms + 10, w.end_ms - 10)) > -15
-    for a, b in zip(sp.words, sp.words[1:]):
+    for a, b in zip(sp.words, sp.words[1:], strict=False):
         assert np.all(seg(x, a.end_ms, b.start_ms) == 0)
     # 220 Hz by default
     assert f0_hz(x) == pytest.approx(220, rel=0.03)

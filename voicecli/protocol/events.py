@@ -577,3 +577,72 @@ CLIENT_EVENT_TYPES: tuple[str, ...] = (
     "session.update", "session.resume", "input.audio", "tool.result", "reply.create",
     "conversation.message", "session.end", "reply.cancel",
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Strict server-event encoding (the local server's side of design.md principle 2)
+# --------------------------------------------------------------------------------------------
+
+# event type -> fields that must be non-empty strings on the wire (protocol.md section 4)
+_REQUIRED_STR: dict[str, tuple[str, ...]] = {
+    "session.ready": ("session_id",),
+    "session.error": ("code", "message"),
+    "transcript.user.delta": ("item_id",),
+    "transcript.user": ("item_id",),
+    "reply.started": ("reply_id", "item_id"),
+    "reply.audio": ("reply_id",),
+    "transcript.agent.delta": ("reply_id", "item_id"),
+    "transcript.agent": ("reply_id", "item_id"),
+    "reply.done": ("reply_id",),
+    "tool.call": ("call_id", "name"),
+    "reply.error": ("reply_id", "code"),
+}
+_REPLY_STATUSES = frozenset({"completed", "interrupted", "cancelled", "failed"})
+_NOT_ON_WIRE = frozenset({"raw", "timestamp", "event_type"})
+
+
+def _check_server_event(event: ServerEvent, out: dict[str, Any]) -> None:
+    etype = event.type
+    for name in _REQUIRED_STR.get(etype, ()):
+        if not isinstance(out.get(name), str) or not out[name]:
+            raise LocalProtocolError(f"{etype} needs a non-empty string {name!r}", param=name)
+    if etype == "reply.done" and out.get("status") not in _REPLY_STATUSES:
+        raise LocalProtocolError(f"reply.done status must be one of {sorted(_REPLY_STATUSES)}",
+                                 param="status")
+    if etype == "transcript.agent" and not isinstance(out.get("interrupted"), bool):
+        raise LocalProtocolError("transcript.agent interrupted must be a boolean", param="interrupted")
+    if etype == "tool.call" and not isinstance(out.get("arguments"), dict):
+        raise LocalProtocolError("tool.call arguments must be an object (4.14)", param="arguments")
+    if etype == "reply.audio" and not isinstance(out.get("data"), (bytes, bytearray, memoryview)):
+        raise LocalProtocolError("reply.audio data must be bytes", param="data")
+    for name in ("start_ms", "end_ms", "expires_at"):
+        value = out.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise LocalProtocolError(f"{etype} {name} must be an integer or null", param=name)
+
+
+def server_event_to_dict(event: ServerEvent, timestamp: float) -> dict[str, Any]:
+    """The wire dict of a server event: its fields (nullable ones as explicit ``null``, protocol.md
+    2), then ``type`` and a float ``timestamp``; ``bytes`` base64-encoded (``reply.audio`` ``data``).
+
+    Strict: a missing id, a bad status or a non-bytes audio payload raises
+    :class:`LocalProtocolError` (a bug in the sender). An :class:`UnknownEvent` is sent as its
+    ``raw`` fields under its ``event_type`` (only the local server's fault switches do that)."""
+    if isinstance(event, UnknownEvent):
+        if not event.event_type:
+            raise LocalProtocolError("an unknown event needs a type", param="type")
+        out = {k: v for k, v in event.raw.items() if k not in ("type", "timestamp")}
+    else:
+        out = {f: getattr(event, f) for f in event.__dataclass_fields__ if f not in _NOT_ON_WIRE}
+        _check_server_event(event, out)
+    for key, value in out.items():
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            out[key] = base64.b64encode(value).decode("ascii")
+    out["type"] = event.type
+    out["timestamp"] = float(timestamp)
+    return out
+
+
+def encode_server_event(event: ServerEvent, timestamp: float) -> str:
+    """Encode a server event to a JSON text frame (see :func:`server_event_to_dict`)."""
+    return json.dumps(server_event_to_dict(event, timestamp), separators=(",", ":"), ensure_ascii=False)

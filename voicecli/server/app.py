@@ -17,8 +17,9 @@ A bad ``fault``/``scenario``/``engine``/``tts`` value is answered after the upgr
 ``session.error{code:"invalid_value", param:<name>}`` and close 1008.
 
 Engines (``engine="default"``): EnergyTurnDetector + DurationSTT + DefaultBrain + EspeakTTS (or
-ToneTTS with ``tts="tone"``). TTS runs on the event loop: espeak takes ~2-5 ms a sentence, short
-enough not to disturb pacing, so no executor hop is made.
+ToneTTS with ``tts="tone"``). Each connection is an :class:`~voicecli.server.agent.AgentSession`
+(the rules) driven by a :class:`~voicecli.server.pump.Pump` (the I/O); engine calls other than
+turn detection run in the server's worker threads (``workers.py``).
 """
 
 from __future__ import annotations
@@ -34,13 +35,19 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from voicecli.protocol.events import SessionError, encode_server_event
+
+from .agent import AgentSession
 from .auth import AuthFailure, Credentials
-from .connection import ConnectionHandler
-from .engines import TextToSpeech
+from .engines import SpeechLike, TextToSpeech
+from .faults import FaultyPump, refusing
 from .http import make_process_request
-from .options import ENGINES, TTS_BACKENDS, Faults, ServerOptions
+from .options import Faults, ServerOptions, check_choice
+from .pump import Pump
+from .registry import SessionRegistry
 from .scripted import Scenario, ScenarioError, ScriptedEngine, load_scenario
-from .session import Engines, Session, SessionRegistry
+from .session import Engines, Session
+from .workers import SessionWorkers, make_pool
 
 log = logging.getLogger("voicecli.server")
 
@@ -48,11 +55,27 @@ MAX_MESSAGE_BYTES = 2**20  # protocol.md 1.1 (inferred websockets default): 1 Mi
 DEFAULT_SCENARIO = "echo"
 
 
+class _Serialized:
+    """One TTS instance shared by every session: one synthesis at a time (espeak is not
+    thread-safe), whichever worker thread asks."""
+
+    def __init__(self, tts: TextToSpeech) -> None:
+        self.tts = tts
+        self.lock = threading.Lock()
+
+    def synthesize(self, text: str, voice: str | None = None) -> SpeechLike:
+        with self.lock:
+            return self.tts.synthesize(text, voice)
+
+    def __getattr__(self, name: str) -> Any:   # split_clauses, clause_gap_ms, ... of the engine
+        return getattr(self.tts, name)
+
+
 def make_tts(name: str) -> TextToSpeech:
     """A TTS backend by name (``espeak`` | ``tone``)."""
     from .tts import EspeakTTS, ToneTTS
 
-    return ToneTTS() if name == "tone" else EspeakTTS()
+    return ToneTTS() if check_choice("tts", name) == "tone" else EspeakTTS()
 
 
 def make_engines(engine: str, scenario: Scenario | None, tts: TextToSpeech) -> Engines:
@@ -80,6 +103,7 @@ class LocalServer:
         self.registry.on_forget.append(self.credentials.forget_session)
         self.stats: Counter[str] = Counter()  # server-wide: connections, auth_failures, ...
         self._tts: dict[str, TextToSpeech] = {}
+        self._pool = make_pool()
         self._server: Server | None = None
         self._url: str | None = None
 
@@ -118,6 +142,8 @@ class LocalServer:
         self._server.close()
         await self._server.wait_closed()
         self.registry.close_all()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = make_pool()   # a stopped server may be started again
         self._server = None
 
     async def serve_forever(self) -> None:
@@ -131,16 +157,13 @@ class LocalServer:
 
     def _tts_for(self, name: str) -> TextToSpeech:
         if name not in self._tts:
-            self._tts[name] = make_tts(name)
+            self._tts[name] = _Serialized(make_tts(name))
         return self._tts[name]
 
     async def _refuse(self, ws: ServerConnection, code: str, message: str, param: str | None) -> None:
         """Accept the upgrade, send ``session.error`` as the first frame, close 1008 (1.2)."""
-        from ..protocol.events import encode_server
-
         self.stats[code] += 1
-        await ws.send(encode_server("session.error", time.time(), code=code, message=message,
-                                    param=param, session_id=None))
+        await ws.send(encode_server_event(SessionError(code, message, param, None), time.time()))
         await ws.close(1008, message[:120])
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -161,12 +184,19 @@ class LocalServer:
             await self._refuse(ws, "invalid_value", str(exc), exc.param)
             return
         faults, engine, scenario, tts = settings
-        handler = ConnectionHandler(
-            ws, identity, options=self.options, faults=faults, credentials=self.credentials,
-            registry=self.registry,
+        agent = AgentSession(
+            self.options, owner=identity.owner, max_session_duration_s=identity.max_session_duration_s,
             make_engines=lambda: make_engines(engine, scenario, self._tts_for(tts)),
+            lookup=refusing(faults, self.registry.resumable), mint_resume=self.credentials.mint_resume,
+            connected=time.time(),
         )
-        await handler.run()
+        workers = SessionWorkers(self._pool)
+        if faults.any:
+            pump: Pump = FaultyPump(ws, agent, registry=self.registry, workers=workers,
+                                    options=self.options, faults=faults)
+        else:
+            pump = Pump(ws, agent, registry=self.registry, workers=workers, options=self.options)
+        await pump.run()
 
     def _connection_settings(self, query: dict[str, list[str]]
                              ) -> tuple[Faults, str, Scenario | None, str]:
@@ -179,10 +209,11 @@ class LocalServer:
         name = query.get("scenario", [""])[0] or opts.scenario
         engine = (query.get("engine") or ["scripted" if query.get("scenario") else opts.engine])[0]
         tts = (query.get("tts") or [opts.tts])[0]
-        if engine not in ENGINES:
-            raise _BadQuery(f"engine must be one of {', '.join(ENGINES)}", "engine")
-        if tts not in TTS_BACKENDS:
-            raise _BadQuery(f"tts must be one of {', '.join(TTS_BACKENDS)}", "tts")
+        for what, value in (("engine", engine), ("tts", tts)):
+            try:
+                check_choice(what, value)
+            except ValueError as exc:
+                raise _BadQuery(str(exc), what) from exc
         scenario = None
         if engine == "scripted":
             try:

@@ -12,7 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import soxr  # type: ignore[import-untyped]
 
-PCM_RATE = 24000
+from voicecli.protocol.constants import BYTES_PER_MS, RATE
+
+PCM_RATE = RATE  # the engines' rate (protocol.md 3.2)
 
 
 def _ulaw_decode_table() -> npt.NDArray[np.int16]:
@@ -59,7 +61,7 @@ def _alaw_encode(x: npt.NDArray[np.int16]) -> bytes:
 
 def bytes_per_ms(encoding: str) -> float:
     """Bytes per millisecond of audio in ``encoding`` (8 for G.711 at 8 kHz, 48 for PCM16 24 kHz)."""
-    return 8.0 if encoding in ("audio/pcmu", "audio/pcma") else PCM_RATE * 2 / 1000
+    return 8.0 if encoding in ("audio/pcmu", "audio/pcma") else float(BYTES_PER_MS)
 
 
 def decode_input(raw: bytes, encoding: str) -> bytes:

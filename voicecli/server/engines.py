@@ -1,18 +1,39 @@
 """Engine interfaces of the local server: turn detection, speech-to-text, reply brain, text-to-speech.
 
-The server session (``server/session.py``) drives these; each is small so a later issue can plug
-in offline speech models (faster-whisper, silero VAD, piper) without touching the protocol code.
-All audio here is PCM16 LE mono at 24 kHz (the protocol rate). Engines are synchronous and must
-be quick (the server calls them from its event loop; a slow engine runs in a thread executor).
+All audio here is PCM16 LE mono at 24 kHz (the protocol rate, ``voicecli.protocol.constants``).
+Engines are plain synchronous classes (the offline ones in ``voicecli/speech/`` too). The server
+never calls one on its event loop, except the turn detector (a few microseconds per 10 ms frame):
+speech-to-text, the brain's iterator and text-to-speech run in the session's worker threads
+(``server/workers.py``), one call at a time per engine instance.
+
+Streaming shapes (design.md 15):
+
+- :class:`SpeechToText` ``partial(pcm)`` gives the cumulative text of the utterance so far (asked
+  every ``PARTIAL_EVERY_MS`` of speech), ``final(pcm)`` the final one (asked once the detector
+  reports the end of speech; the reply waits for it). An optional ``configure(keyterms)`` gets
+  ``input.keyterms`` at the start and whenever an update changes them.
+- :class:`StreamingBrain` ``stream(ctx, outcomes)`` yields :class:`TextDelta` pieces as they are
+  produced and :class:`ToolCallRequest` items (an OpenAI-compatible client's shape). A
+  :class:`Brain` that returns a whole :class:`ReplyPlan` is adapted by :func:`brain_stream`.
+- :class:`TextToSpeech` ``synthesize(text, voice)`` is called per clause/sentence
+  (:func:`split_clauses`, or the engine's own ``split_clauses`` when it has one); an optional
+  ``clause_gap_ms`` attribute is the silence put between two clauses.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-RATE = 24000
-BYTES_PER_MS = RATE * 2 // 1000  # 48
+from voicecli.protocol.constants import BYTES_PER_MS, RATE
+
+__all__ = [
+    "BYTES_PER_MS", "RATE", "Brain", "ReplyPiece", "ReplyPlan", "Speech", "SpeechLike", "SpeechToText",
+    "StreamingBrain", "TextDelta", "TextToSpeech", "ToolCallPlan", "ToolCallRequest", "ToolOutcome",
+    "TurnContext", "TurnDetector", "TurnEvent", "WordTiming", "brain_stream", "split_clauses",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +70,39 @@ class SpeechToText(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCallPlan:
+class ToolCallRequest:
+    """A tool call the brain makes (``call_id`` None: the server makes one)."""
+
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
-    call_id: str | None = None  # None: the server makes one
+    call_id: str | None = None
+
+
+ToolCallPlan = ToolCallRequest  # the name the scripted scenarios and DefaultBrain use
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Text the brain produced, in order (any size: a token, a word, the whole reply)."""
+
+    text: str
+
+
+ReplyPiece = TextDelta | ToolCallRequest
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyPlan:
-    """What the agent says (``text``, spoken by TTS) and the tool calls it makes in that reply."""
+    """A whole reply at once: what the agent says (``text``) and the tool calls it makes."""
 
     text: str
-    tool_calls: tuple[ToolCallPlan, ...] = ()
+    tool_calls: tuple[ToolCallRequest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
+    """One tool call's result as the brain sees it (the only ToolOutcome of the server)."""
+
     call_id: str
     name: str
     result: str
@@ -94,11 +132,44 @@ class Brain(Protocol):
         """The follow-up reply once tool results (or timeouts) are in."""
 
 
+@runtime_checkable
+class StreamingBrain(Protocol):
+    def stream(self, ctx: TurnContext, outcomes: list[ToolOutcome] | None) -> Iterable[ReplyPiece]:
+        """Text and tool calls as they are produced (a blocking iterator: it runs in a worker
+        thread). ``outcomes`` is None for a reply to a turn / ``reply.create``, else the results of
+        the previous reply's tool calls."""
+
+
+def brain_stream(brain: Brain | StreamingBrain, ctx: TurnContext,
+                 outcomes: list[ToolOutcome] | None) -> Iterator[ReplyPiece]:
+    """The pieces of one reply from either kind of brain (a ReplyPlan is one TextDelta, then its
+    tool calls)."""
+    if isinstance(brain, StreamingBrain):
+        yield from brain.stream(ctx, outcomes)
+        return
+    plan = brain.reply(ctx) if outcomes is None else brain.after_tools(ctx, outcomes)
+    if plan.text:
+        yield TextDelta(plan.text)
+    yield from plan.tool_calls
+
+
 @dataclass(frozen=True, slots=True)
 class WordTiming:
+    """One spoken word and when (ms from the start of its audio)."""
+
     word: str
     start_ms: int
     end_ms: int
+
+
+class SpeechLike(Protocol):
+    """What the reply pipeline reads from a TTS result (:class:`Speech` or an offline engine's)."""
+
+    @property
+    def pcm(self) -> bytes: ...
+
+    @property
+    def words(self) -> Sequence[WordTiming]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,4 +186,21 @@ class Speech:
 
 @runtime_checkable
 class TextToSpeech(Protocol):
-    def synthesize(self, text: str, voice: str | None = None) -> Speech: ...
+    def synthesize(self, text: str, voice: str | None = None) -> SpeechLike: ...
+
+
+_CLAUSE_END = re.compile(r"(?<=[.!?;:,])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_clauses(text: str) -> list[str]:
+    """Text split for speaking: the first clause alone (so the first audio is ready soonest),
+    then whole sentences. Joining the parts with single spaces gives back ``" ".join(text.split())``."""
+    text = " ".join(text.split())
+    if not text:
+        return []
+    first, *rest = _CLAUSE_END.split(text, maxsplit=1)
+    parts = [first]
+    if rest:
+        parts += [s for s in _SENTENCE_END.split(rest[0]) if s]
+    return parts

@@ -14,8 +14,19 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from voicecli.protocol.constants import RESUME_WINDOW_S
+
 ENGINES = ("default", "scripted")
 TTS_BACKENDS = ("espeak", "tone")
+
+
+def check_choice(what: str, value: str) -> str:
+    """The one validation of engine and TTS names (``what``: ``engine`` | ``tts``), for
+    :class:`ServerOptions` and the per-connection URL query alike. Raises ValueError."""
+    choices = ENGINES if what == "engine" else TTS_BACKENDS
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 # spec name -> (field name, takes an integer value)
 _FAULT_NAMES: dict[str, tuple[str, bool]] = {
@@ -35,8 +46,8 @@ class Faults:
 
     - ``drop_after_replies=N``: abort the TCP connection (no close frame; the client sees 1006)
       right after the Nth ``reply.done{completed}`` of the connection (greeting included).
-    - ``drop_mid_reply``: instead, abort halfway through the audio of the Nth reply
-      (N = ``drop_after_replies`` or 1).
+    - ``drop_mid_reply``: instead, abort in the middle of the Nth reply (N = ``drop_after_replies``
+      or 1): after 400 ms of its audio, or before its end when it is shorter.
     - ``refuse_resume``: answer every ``session.resume`` with ``session_not_found`` + 1008, as the
       live service did in Sept 2026 (protocol.md 6.7).
     - ``unknown_events``: add unknown fields to every event and unknown event types to the stream
@@ -105,7 +116,7 @@ class ServerOptions:
     engine: Literal["default", "scripted"] = "default"
     scenario: str | None = None
     tts: Literal["espeak", "tone"] = "espeak"
-    resume_window_s: float = 30.0
+    resume_window_s: float = RESUME_WINDOW_S
     reply_lead_ms: int = 200
     reply_chunk_ms: int = 40
     enforce_realtime: bool = True
@@ -116,10 +127,8 @@ class ServerOptions:
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
-        if self.tts not in TTS_BACKENDS:
-            raise ValueError(f"tts must be one of {', '.join(TTS_BACKENDS)}, not {self.tts!r}")
+        check_choice("engine", self.engine)
+        check_choice("tts", self.tts)
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, not {self.port}")
         if self.reply_chunk_ms <= 0:

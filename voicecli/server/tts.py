@@ -264,7 +264,7 @@ def _token_starts(tokens: list[tuple[int, int]], events: list[tuple[int, int]]) 
     starts: list[int | None] = [None] * len(tokens)
     for pos, sample in events:
         idx = None
-        for i, (s, e) in enumerate(tokens):
+        for i, (_start, e) in enumerate(tokens):
             if pos < e:
                 idx = i  # inside token i, or in the whitespace before it
                 break
@@ -384,6 +384,7 @@ class ToneTTS:
         self.freq = float(freq)
         self.ms_per_char = int(ms_per_char)
         self.gap_ms = int(gap_ms)
+        self.clause_gap_ms = self.gap_ms   # clauses synthesized one by one join like words (pipeline.py)
 
     def _word_ms(self, word: str) -> int:
         n = sum(1 for c in word if c.isalnum())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .engines import BYTES_PER_MS
+from voicecli.protocol.constants import BYTES_PER_MS
 
 PREROLL_MS = 100        # audio kept before a detected speech start (soft onsets below threshold)
 PARTIAL_EVERY_MS = 300  # transcript.user.delta cadence, in audio time (protocol.md 4.7)

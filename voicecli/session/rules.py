@@ -60,6 +60,7 @@ __all__ = [
     "Verdict",
     "error_kind",
     "event_key",
+    "ERROR_ANSWER",
 ]
 
 
@@ -116,6 +117,10 @@ CONNECT_FAILED: Final = "x.connect_failed"
 BARGE_IN: Final = "x.barge_in"           # the client cut a reply locally (playback flushed)
 RESULT_READY: Final = "x.result_ready"   # a tool finished; its result is in hand
 DROP: Final = "x.drop"                   # the call's reply was interrupted or superseded / timed out
+# A session.error that answers one bad client message and keeps the session as it was (4.3 "stays
+# open"). Only the server can tell it from the rejection of a first session.update (which sends the
+# connection back to IDLE), so only the server steps its own such errors with this key.
+ERROR_ANSWER: Final = "session.error/answer"
 
 
 def error_kind(code: str) -> str:
@@ -182,7 +187,8 @@ def _merge(*tables: Mapping[Any, Mapping[str, Step]]) -> dict[Any, dict[str, Ste
 
 _CONNECTION: dict[Role, dict[Any, dict[str, Step]]] = {
     C: {   # protocol.md 3.1: session.update or session.resume first; 3.2: no audio before ready
-        _C.IDLE: {"session.update": (_C.AWAITING_READY, OK), "session.resume": (_C.RESUMING, OK)},
+        _C.IDLE: {"session.update": (_C.AWAITING_READY, OK), "session.resume": (_C.RESUMING, OK),
+                  "session.end": (_C.ENDING, OK)},   # 3.7: ending a connection that has no session yet
         _C.DISCONNECTED: {"session.update": (_C.AWAITING_READY, OK),
                           "session.resume": (_C.RESUMING, OK)},
         _C.REFUSED: {"session.update": (_C.AWAITING_READY, OK)},
@@ -191,7 +197,7 @@ _CONNECTION: dict[Role, dict[Any, dict[str, Step]]] = {
         _C.READY: {**_same(_C.READY, _CLIENT_IN_SESSION), "session.end": (_C.ENDING, OK)},
     },
     S: _merge(
-        _everywhere(_C, {"unknown": None, "session.error/warning": None}),
+        _everywhere(_C, {"unknown": None, "session.error/warning": None, ERROR_ANSWER: None}),
         {
             # a first update the server rejects: session.error, and it waits for a corrected one
             _C.IDLE: {"session.error": (_C.IDLE, OK), "session.error/fatal": (_C.FAILED, OK),
