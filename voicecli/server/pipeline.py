@@ -14,8 +14,8 @@ One :func:`run_reply` task per reply, started by the pump for a
 4. the consumer (this task) reports each clause to the agent session (``reply.started`` with the
    first, then its word deltas, ahead of its audio; the first audio waits up to ``LOOKAHEAD_S``
    for the clauses after the first, so a quick TTS gives the early burst of deltas seen live) and
-   sends the audio in ``reply_chunk_ms`` chunks, at most ``reply_lead_ms`` ahead of real time; then the tool calls, ~250 ms of quiet
-   (still interruptible), and ``reply_complete``.
+   sends the audio in ``reply_chunk_ms`` chunks, at most ``reply_lead_ms`` ahead of real time;
+   then the tool calls, ~250 ms of quiet (still interruptible), and ``reply_complete``.
 
 The agent session decides what goes on the wire; an interrupted reply's task is cancelled by the
 pump, and anything it reports after the interruption is dropped by the session (stale).
