@@ -27,7 +27,8 @@ __all__ = [
     "InputSpeechStopped", "TranscriptUserDelta", "TranscriptUser", "ReplyStarted", "ReplyAudio",
     "TranscriptAgentDelta", "TranscriptAgent", "ReplyDone", "ToolCall", "ReplyError", "UnknownEvent",
     "client_event_from_dict", "decode_client_event", "decode_server_event", "encode", "encode_server",
-    "server_event_dict", "server_event_from_dict", "summarize_raw",
+    "server_event_dict", "server_event_from_dict", "summarize_raw", "encode_server_event",
+    "server_event_to_dict",
 ]
 
 
@@ -533,9 +534,9 @@ def encode(event: ClientEvent) -> str:
 
 
 def server_event_dict(event_type: str, timestamp: float, **fields: Any) -> dict[str, Any]:
-    """Build a server event dict (used by the local server): fields then ``type`` and ``timestamp``.
-
-    ``bytes`` values are base64-encoded (``reply.audio`` ``data``)."""
+    """Build any server frame dict, unchecked: fields then ``type`` and ``timestamp``. For tests and
+    for test doubles of hostile or quirky servers; the local server encodes strictly with
+    :func:`encode_server_event`. ``bytes`` values are base64-encoded (``reply.audio`` ``data``)."""
     out: dict[str, Any] = {}
     for key, value in fields.items():
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -547,7 +548,7 @@ def server_event_dict(event_type: str, timestamp: float, **fields: Any) -> dict[
 
 
 def encode_server(event_type: str, timestamp: float, **fields: Any) -> str:
-    """Encode a server event to a JSON text frame (local server side)."""
+    """:func:`server_event_dict` as a JSON text frame (unchecked; see there)."""
     return json.dumps(server_event_dict(event_type, timestamp, **fields), separators=(",", ":"),
                       ensure_ascii=False)
 
