@@ -1,8 +1,11 @@
 """Speech the tests make themselves: espeak-ng (voicecli.server.tts.EspeakTTS) and piper Joe.
 
-Prompts are short voice-agent sentences; ``VOICES`` are the (name, synthesizer) renderings the WER
-tests run over: espeak British default rate ("espeak default", the hardest, audio-lab 7.1), espeak
-en-us at 140 wpm, espeak en-us at 200 wpm, and piper Joe (when the speech extra is installed)."""
+Prompts are short voice-agent sentences; :func:`voices` gives the (name, synthesizer) renderings the
+WER tests and the bench run over. EspeakTTS always adds a variant to the espeak voice, so "espeak
+default" here is British ``en+linda`` at espeak's default 175 wpm (protocol voice "anna"; the hardest
+for Whisper, like audio-lab 7.1's espeak default), "espeak en-us 140" is ``en-us+m1`` at 140 wpm
+("george"), then ``en-us+m4`` 140 wpm ("michael"), ``en-us+linda`` 175 wpm ("alba"), and piper Joe
+(when the speech extra is installed)."""
 
 from __future__ import annotations
 
@@ -54,12 +57,18 @@ def piper() -> Synth:
     return lambda text: tts.synthesize(text).pcm
 
 
-def voices(with_piper: bool) -> list[tuple[str, Synth]]:
-    out: list[tuple[str, Synth]] = [("espeak default", espeak("anna")), ("espeak en-us 140", espeak("alba", 140)),
-                                    ("espeak en-us 200", espeak("george", 200))]
-    if with_piper:
-        out.append(("piper joe", piper()))
-    return out
+VOICES: dict[str, Callable[[], Synth]] = {
+    "espeak default": lambda: espeak("anna"),
+    "espeak en-us 140": lambda: espeak("george", 140),
+    "espeak en-us 140 m4": lambda: espeak("michael", 140),
+    "espeak en-us 175 f": lambda: espeak("alba"),
+    "piper joe": piper,
+}
+
+
+def voice(name: str) -> Synth:
+    """The synthesizer of :data:`VOICES` ``name`` (piper needs the speech extra)."""
+    return VOICES[name]()
 
 
 def normalise(text: str) -> list[str]:

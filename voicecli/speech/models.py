@@ -111,11 +111,16 @@ def verified_path(key: str) -> Path:
             return _VERIFIED[key]
         m = MODELS[key]
         path = package_dir(m.package) / m.relpath
-        if not path.is_file():
-            raise ModelError(f"{m.distribution}: {m.relpath} is missing (need {m.distribution}=={m.version})")
-        got = sha256_of(path)
-        if got != m.sha256:
-            raise ModelError(f"{m.distribution}: {path} has sha256 {got}, expected {m.sha256} "
-                             f"(pinned {m.distribution}=={m.version}); refusing an unreviewed model")
+        check_file(path, m)
         _VERIFIED[key] = path
         return path
+
+
+def check_file(path: Path, m: ModelFile) -> None:
+    """Raise :class:`ModelError` unless ``path`` exists and has ``m.sha256``."""
+    if not path.is_file():
+        raise ModelError(f"{m.distribution}: {m.relpath} is missing (need {m.distribution}=={m.version})")
+    got = sha256_of(path)
+    if got != m.sha256:
+        raise ModelError(f"{m.distribution}: {path} has sha256 {got}, expected {m.sha256} "
+                         f"(pinned {m.distribution}=={m.version}); refusing an unreviewed model")
