@@ -58,7 +58,8 @@ def test_empty_text(tts: PiperTTS) -> None:
 
 def test_length_scale_slows_down() -> None:
     text = "turn on the kitchen lights"
-    assert PiperTTS(length_scale=1.5).synthesize(text).duration_ms > 1.3 * PiperTTS().synthesize(text).duration_ms
+    # piper's duration predictor is noisy (noise_w): compare far-apart scales (2.0 / 0.8 = 2.5x)
+    assert PiperTTS(length_scale=2.0).synthesize(text).duration_ms > 1.6 * PiperTTS(0.8).synthesize(text).duration_ms
 
 
 def test_stream_yields_clause_then_sentences(tts: PiperTTS) -> None:

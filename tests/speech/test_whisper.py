@@ -66,17 +66,32 @@ def test_partials_grow_and_set_a_cadence(stt: WhisperSTT) -> None:
     assert stt.next_partial_in_s == pytest.approx(safe_partial_interval(stt.last_decode_cpu_s))
 
 
+KEYTERM_SENTENCES = ["send the report to siobhan", "please order more quinoa", "ask siobhan about the quinoa salad"]
+KEYTERM_VOICES = [("george", 150), ("michael", 140), ("james", 160), ("george", 175)]
+
+
+def keyterm_hits(stt: WhisperSTT, clips: list[tuple[str, bytes]]) -> int:
+    """How many occurrences of siobhan/quinoa in the sentences the transcripts contain."""
+    hits = 0
+    for text, clip in clips:
+        heard = stt.final(clip).lower()
+        hits += sum(term in heard for term in ("siobhan", "quinoa") if term in text)
+    return hits
+
+
 def test_keyterms_bias_the_decoder() -> None:
-    say = espeak("george", 150)
+    """Over 4 espeak voices x 3 sentences (8 occurrences of each term): unbiased tiny.en hears
+    "Shivon", "window"...; with the keyterms nearly all come out right. Counted, not per clip,
+    because espeak's output varies slightly with its history and one clip can flip."""
+    clips = [(t, espeak(v, wpm)(t)) for v, wpm in KEYTERM_VOICES for t in KEYTERM_SENTENCES]
+    total = sum(("siobhan" in t) + ("quinoa" in t) for t, _ in clips)
     stt = WhisperSTT()
-    a, b = say("send the report to siobhan"), say("please order more quinoa")
-    assert "siobhan" not in stt.final(a).lower()  # unbiased tiny.en hears something else
+    assert keyterm_hits(stt, clips) <= 1
     stt.configure(["Siobhan", "quinoa"])
     assert stt.keyterms == ["Siobhan", "quinoa"]
-    assert "siobhan" in stt.final(a).lower()
-    assert "quinoa" in stt.final(b).lower()
+    assert keyterm_hits(stt, clips) >= total - 3
     stt.configure(None)
-    assert stt.keyterms == [] and "siobhan" not in stt.final(a).lower()
+    assert stt.keyterms == [] and keyterm_hits(stt, clips) <= 1
 
 
 def test_threads_share_the_model() -> None:
