@@ -39,7 +39,7 @@ FALLBACK_RATES = (48000, 44100, 24000, 32000, 16000, 96000, 22050, 8000)
 def backend() -> Any:
     """The ``sounddevice`` module, or AudioDeviceError (exit 6) when PortAudio cannot be loaded."""
     try:
-        import sounddevice  # type: ignore[import-untyped]
+        import sounddevice
     except OSError as exc:
         raise AudioDeviceError(f"PortAudio is not available ({exc})", PORTAUDIO_HINT) from None
     return sounddevice

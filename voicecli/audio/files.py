@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import soundfile as sf  # type: ignore[import-untyped]
-import soxr  # type: ignore[import-untyped]
+import soundfile as sf
+import soxr
 
 from voicecli.audio.resample import float_to_pcm16, to_mono_float
 from voicecli.errors import AudioFileError

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import soxr  # type: ignore[import-untyped]
+import soxr
 
 from voicecli.server.engines import RATE, Speech, WordTiming
 
@@ -151,7 +151,7 @@ class _Espeak:
 
     def __init__(self) -> None:
         try:
-            import espeakng_loader  # type: ignore[import-untyped]
+            import espeakng_loader
         except ImportError as e:
             raise RuntimeError(
                 "EspeakTTS needs the 'espeakng-loader' package (libespeak-ng + its data): "
