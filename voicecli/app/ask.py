@@ -5,12 +5,16 @@ The files are decoded before connecting (a bad file fails first, exit 6). After 
 real-time pace, then keeps streaming silence like an open microphone would, so the server's
 turn detection always sees the end of the turn; the turn is over when a reply completes with no
 tool call pending (a reply that made tool calls is followed by the server's follow-up reply).
+
+The pieces here (:class:`TurnTracker`, :class:`SilencePump`, :func:`run_script`) are also the
+runner under ``voicecli eval`` (:mod:`voicecli.app.eval_run`): one runner, two front ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +26,13 @@ from voicecli.audio.wav import write_wav
 from voicecli.errors import ExpectationFailed, ServerError, TimeoutExpired
 from voicecli.protocol.constants import pcm_seconds
 from voicecli.protocol.events import (
+    ConversationMessage,
     InputSpeechStopped,
     ReplyAudio,
+    ReplyCreate,
     ReplyDone,
+    ReplyStarted,
+    ToolCall,
     TranscriptAgent,
     TranscriptUser,
 )
@@ -45,6 +53,19 @@ class AskOptions:
     expect: list[str] = field(default_factory=list)   # regex per turn, in order; checked at the end
 
 
+@dataclass(frozen=True)
+class ScriptTurn:
+    """One user turn of a script: spoken (``pcm``, PCM16 24 kHz mono) or typed (``text``:
+    ``conversation.message`` + ``reply.create``). ``silence_ms``: open-mic silence before it;
+    ``barge_in_after_ms``: start it this long into the previous turn's reply (not after it)."""
+
+    name: str
+    pcm: bytes | None = None
+    text: str | None = None
+    silence_ms: int = 0
+    barge_in_after_ms: int | None = None
+
+
 @dataclass
 class _Turn:
     index: int
@@ -53,14 +74,29 @@ class _Turn:
     speech_stopped_at: float | None = None
     user_text: str = ""
     agent_text: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    interrupted: bool = False           # one of its replies ended interrupted
+    reply_bytes: int = 0                # agent audio received for it
 
     @property
     def first_audio_at(self) -> float | None:
         return self.first_audio.result() if self.first_audio.done() else None
 
+    @property
+    def latency_ms(self) -> float | None:
+        """End of the user's speech (``input.speech.stopped``; a typed turn: when it was sent)
+        -> first reply audio, by the client's clock."""
+        first = self.first_audio_at
+        if first is None or self.speech_stopped_at is None:
+            return None
+        return round((first - self.speech_stopped_at) * 1000, 1)
+
 
 class TurnTracker:
-    """Decides when a turn's reply is complete; collects agent audio and per-turn latency."""
+    """Decides when a turn's reply is complete; collects per-turn transcripts, tool calls,
+    interruptions, agent audio and latency. Reply events are attributed to the turn that was
+    current when the reply started (by ``reply_id``), so an interrupted reply's ``reply.done``
+    lands on its own turn even after the next turn (the barge-in) has begun."""
 
     def __init__(self, conv: Conversation, keep_audio: bool) -> None:
         self.conv = conv
@@ -69,6 +105,7 @@ class TurnTracker:
         self.audio = bytearray() if keep_audio else None
         self.greeting_done = asyncio.get_running_loop().create_future()
         self.replies_seen = 0
+        self._reply_turn: dict[str, _Turn] = {}
         conv.listeners.append(self.on_event)
 
     def begin(self, index: int) -> _Turn:
@@ -77,32 +114,52 @@ class TurnTracker:
         self.turns[index] = self.turn     # the last attempt of each turn
         return self.turn
 
+    def _owner(self, rec: Received) -> _Turn | None:
+        if rec.reply_id is not None and rec.reply_id in self._reply_turn:
+            return self._reply_turn[rec.reply_id]
+        return self.turn
+
     def on_event(self, rec: Received) -> None:
-        ev, now, turn = rec.event, self.conv.clock(), self.turn
+        ev, now = rec.event, self.conv.clock()
         if rec.stale:
             return
+        if isinstance(ev, ReplyStarted):
+            if self.turn is not None and self.turn.speech_stopped_at is not None:
+                self._reply_turn[ev.reply_id] = self.turn
+            return
+        turn = self._owner(rec)
         if isinstance(ev, ReplyAudio):
             if self.audio is not None:
                 self.audio += ev.data
-            if turn is not None and not turn.first_audio.done() and turn.speech_stopped_at is not None:
-                turn.first_audio.set_result(now)
-                self.conv.output.client_event(
-                    "metrics", turn=turn.index + 1,
-                    speech_stopped_to_first_audio_ms=round((now - turn.speech_stopped_at) * 1000, 1))
-        elif isinstance(ev, InputSpeechStopped) and turn is not None:
-            turn.speech_stopped_at = now
-        elif isinstance(ev, TranscriptUser) and turn is not None:
-            turn.user_text = ev.text
+            if turn is not None and turn.speech_stopped_at is not None:
+                turn.reply_bytes += len(ev.data)
+                if not turn.first_audio.done():
+                    turn.first_audio.set_result(now)
+                    self.conv.output.client_event("metrics", turn=turn.index + 1,
+                                                  speech_stopped_to_first_audio_ms=turn.latency_ms)
+        elif isinstance(ev, InputSpeechStopped) and self.turn is not None:
+            self.turn.speech_stopped_at = now
+        elif isinstance(ev, TranscriptUser) and self.turn is not None:
+            self.turn.user_text = ev.text
         elif isinstance(ev, TranscriptAgent) and turn is not None:
             turn.agent_text.append(ev.text)
+            turn.interrupted = turn.interrupted or ev.interrupted
+        elif isinstance(ev, ToolCall) and turn is not None:
+            turn.tool_calls.append(ev)
         elif isinstance(ev, ReplyDone):
-            self.replies_seen += 1
-            if not self.greeting_done.done():
-                self.greeting_done.set_result(None)
-            # the session says whether a follow-up reply to tool results is still owed (6.5)
-            if (turn is not None and not turn.done.done() and ev.status == "completed"
-                    and not rec.follow_up and turn.speech_stopped_at is not None):
-                turn.done.set_result(None)
+            self._reply_done(ev, rec, turn)
+
+    def _reply_done(self, ev: ReplyDone, rec: Received, turn: _Turn | None) -> None:
+        self.replies_seen += 1
+        if not self.greeting_done.done():
+            self.greeting_done.set_result(None)
+        if turn is None or turn.speech_stopped_at is None:
+            return
+        if ev.status == "interrupted":
+            turn.interrupted = True
+        # the session says whether a follow-up reply to tool results is still owed (6.5)
+        if not turn.done.done() and ev.status == "completed" and not rec.follow_up:
+            turn.done.set_result(None)
 
 
 class SilencePump:
@@ -177,6 +234,39 @@ async def _wait(fut: asyncio.Future[Any], conv: Conversation, timeout: float, wh
                          "or --trailing-silence")
 
 
+async def run_script(conv: Conversation, tracker: TurnTracker, turns: Sequence[ScriptTurn],
+                     opts: AskOptions) -> None:
+    """Play ``turns`` on an open conversation, waiting for each reply (or, when the next turn
+    barges in, for the first audio of this one plus its delay). Starts and stops the open-mic
+    silence pump. Raises the conversation's failure or TimeoutExpired; the tracker keeps what was
+    collected so far either way."""
+    pump = SilencePump(conv, opts.chunk_ms)
+    try:
+        greeting = (conv.session.resolved_config or {}).get("greeting")
+        if greeting and tracker.replies_seen == 0:
+            await _wait(tracker.greeting_done, conv, opts.timeout_s, "the greeting")
+        pump.start()
+        pump.resume()
+        for index, script in enumerate(turns):
+            if script.silence_ms:
+                await asyncio.sleep(script.silence_ms / 1000)     # the pump keeps the mic open
+            barge = turns[index + 1].barge_in_after_ms if index + 1 < len(turns) else None
+            what = f"turn {index + 1} ({script.name})"
+            while True:
+                turn = tracker.begin(index)
+                generation = await _send_turn(conv, script, opts, pump, turn)
+                if barge is not None:
+                    await _wait_first_audio(turn, conv, opts, what, barge)
+                    break
+                if await _wait(turn.done, conv, opts.timeout_s, what, generation):
+                    break
+                conv.output.notice(f"the connection was re-established before the reply to {script.name}; "
+                                   "sending the turn again", "warning")
+        conv.raise_if_failed()
+    finally:
+        await pump.stop()
+
+
 async def run_ask(settings: ConnectionSettings, files: list[DecodedAudio], opts: AskOptions,
                   output: Output, runner: ToolRunner | None = None) -> None:
     """Run the scripted turns. Raises a VoicecliError on failure (mapped to an exit code)."""
@@ -184,36 +274,21 @@ async def run_ask(settings: ConnectionSettings, files: list[DecodedAudio], opts:
     await conv.open()
     tracker = TurnTracker(conv, keep_audio=opts.save_reply is not None)
     tools = ToolDispatcher(conv, runner or ToolRunner())
-    pump = SilencePump(conv, opts.chunk_ms)
+    turns = [ScriptTurn(Path(audio.path).name, pcm=audio.pcm,
+                        barge_in_after_ms=opts.barge_in_after_ms if i else None)
+             for i, audio in enumerate(files)]
     try:
-        greeting = (conv.session.resolved_config or {}).get("greeting")
-        if greeting and tracker.replies_seen == 0:
-            await _wait(tracker.greeting_done, conv, opts.timeout_s, "the greeting")
-        pump.start()
-        for index, audio in enumerate(files):
-            name = Path(audio.path).name
-            while True:
-                turn = tracker.begin(index)
-                generation = await _stream_turn(conv, audio, opts, pump)
-                if opts.barge_in_after_ms is not None and index + 1 < len(files):
-                    await _wait_first_audio(turn, conv, opts, name)
-                    break
-                if await _wait(turn.done, conv, opts.timeout_s, f"turn {index + 1} ({name})", generation):
-                    break
-                output.notice(f"the connection was re-established before the reply to {name}; "
-                              "sending the turn again", "warning")
-        conv.raise_if_failed()
+        await run_script(conv, tracker, turns, opts)
     finally:
-        await pump.stop()
         await tools.cancel()
         await conv.close()
     if opts.save_reply is not None and tracker.audio is not None:
         write_wav(opts.save_reply, bytes(tracker.audio))
         output.notice(f"saved {pcm_seconds(len(tracker.audio)):.2f} s of agent audio to {opts.save_reply}")
-    check_expectations(opts.expect, files, tracker.turns, output)
+    check_expectations(opts.expect, [t.name for t in turns], tracker.turns, output)
 
 
-def check_expectations(expect: list[str], files: list[DecodedAudio], turns: dict[int, _Turn],
+def check_expectations(expect: list[str], names: list[str], turns: dict[int, _Turn],
                        output: Output) -> None:
     """``--expect``: the agent's words in turn i must match the i-th pattern (a case-insensitive
     regular expression, searched). Every turn is checked; a mismatch raises ExpectationFailed."""
@@ -222,7 +297,7 @@ def check_expectations(expect: list[str], files: list[DecodedAudio], turns: dict
         turn = turns.get(index)
         said = " ".join(turn.agent_text) if turn is not None else ""
         ok = re.search(pattern, said, re.IGNORECASE) is not None
-        name = Path(files[index].path).name
+        name = names[index]
         output.client_event("expect", turn=index + 1, file=name, pattern=pattern, ok=ok)
         if not ok:
             failed += 1
@@ -233,25 +308,34 @@ def check_expectations(expect: list[str], files: list[DecodedAudio], turns: dict
                                 "see the lines above for what the agent said")
 
 
-async def _stream_turn(conv: Conversation, audio: DecodedAudio, opts: AskOptions, pump: SilencePump) -> int:
-    """Stream one file and its trailing silence; then let the silence pump keep the mic open.
-    If the connection drops mid-file the turn is streamed again once it is back (or the
-    conversation's failure is raised). Returns the connection generation the turn was streamed on."""
+async def _send_turn(conv: Conversation, script: ScriptTurn, opts: AskOptions, pump: SilencePump,
+                     turn: _Turn) -> int:
+    """Send one turn: a typed one as ``conversation.message`` + ``reply.create`` (its latency is
+    measured from then); a spoken one as its audio and trailing silence, after which the silence
+    pump keeps the mic open. If the connection drops mid-file the turn is streamed again once it
+    is back (or the conversation's failure is raised). Returns the connection generation the turn
+    was sent on."""
     while True:
         await conv.wait_connected()
         generation = conv.generation
+        if script.text is not None:
+            turn.speech_stopped_at = conv.clock()
+            turn.user_text = script.text
+            await conv.send(ConversationMessage(role="user", content=script.text))
+            await conv.send(ReplyCreate())
+            return generation
         pump.pause()
-        await stream_pcm(conv, audio.pcm + silence(opts.trailing_silence_ms), opts.chunk_ms,
+        await stream_pcm(conv, (script.pcm or b"") + silence(opts.trailing_silence_ms), opts.chunk_ms,
                          opts.pace != "fast")
         pump.resume()
         if conv.generation == generation and conv.connected.is_set():
             return generation
         conv.raise_if_failed()
-        conv.output.notice(f"the connection dropped during {Path(audio.path).name}; sending it again")
+        conv.output.notice(f"the connection dropped during {script.name}; sending it again")
 
 
-async def _wait_first_audio(turn: _Turn, conv: Conversation, opts: AskOptions, name: str) -> None:
-    if not await _wait(turn.first_audio, conv, opts.timeout_s, f"the reply audio to {name}"):
+async def _wait_first_audio(turn: _Turn, conv: Conversation, opts: AskOptions, what: str,
+                            after_ms: int) -> None:
+    if not await _wait(turn.first_audio, conv, opts.timeout_s, f"the reply audio to {what}"):
         return
-    assert opts.barge_in_after_ms is not None
-    await asyncio.sleep(max(0.0, turn.first_audio.result() + opts.barge_in_after_ms / 1000 - conv.clock()))
+    await asyncio.sleep(max(0.0, turn.first_audio.result() + after_ms / 1000 - conv.clock()))
