@@ -12,7 +12,7 @@ import re
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,6 +33,7 @@ from voicecli.cli_options import (
     environment,
 )
 from voicecli.core import raw_main, run_command
+from voicecli.env import Environment
 from voicecli.errors import ConnectError, UsageError
 from voicecli.status import ExitStatus
 
@@ -149,6 +150,87 @@ def _check_expect(expect: list[str], files: int) -> None:
             re.compile(pattern)
         except re.error as exc:
             raise UsageError(f"--expect {pattern!r} is not a valid regular expression: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------
+# eval
+# ------------------------------------------------------------------------------------------
+
+
+@app.command(name="eval", no_args_is_help=True)
+def eval_(
+    ctx: typer.Context,
+    suites: Annotated[list[Path], typer.Argument(help="Suite files (TOML: conversations of turns with "
+                                                      "expectations; see README, Evals).",
+                                                 show_default=False)],
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=500,
+                                             help="Conversations run at once (real-time sessions).")] = 1,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, max=1000,
+                                        help="Run each conversation this many times.")] = 1,
+    name_filter: Annotated[str | None, typer.Option(
+        "--filter", help="Only conversations whose SUITE/NAME matches this regular expression.")] = None,
+    json_mode: JsonOpt = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML here (one testcase "
+                                                               "per conversation).")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each reply "
+                                                                      "(a suite's timeout_s wins).")] = 30.0,
+    trailing_silence: Annotated[int, typer.Option("--trailing-silence", min=0, max=30000,
+                                                  help="Silence (ms) sent after each spoken turn.")] = 1000,
+    url: UrlOpt = None,
+    local: LocalOpt = False,
+    api_key: KeyOpt = None,
+    token: TokenOpt = None,
+    agent_id: AgentOpt = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run conversation test suites; exit 0 all passed, 1 an expectation failed."""
+    from voicecli.app.eval_main import EvalOptions, run_eval
+    from voicecli.config import CommonFlags
+
+    env = environment(ctx)
+    flags = CommonFlags(url=url, local=local, api_key=api_key, token=token, agent_id=agent_id,
+                        profile=profile, config_path=str(config) if config else None)
+    opts = EvalOptions(concurrency=concurrency, repeat=repeat, filter=name_filter, timeout_s=timeout,
+                       trailing_silence_ms=trailing_silence)
+
+    async def body() -> int:
+        from voicecli.ui.eval_output import write_junit
+        if junit is not None:
+            check_writable(junit, "--junit")
+        reporter = eval_reporter(env, json_mode, debug)
+        try:
+            status, results = await run_eval(suites, flags, opts, reporter, env.stderr)
+        finally:
+            reporter.close()
+        if junit is not None:
+            write_junit(junit, results)
+        return status
+
+    raise typer.Exit(run_command(body, env, debug))
+
+
+def eval_reporter(env: Environment, json_mode: bool, debug: bool) -> Any:
+    """Plain lines when piped, NDJSON with --json, the rich live table on a terminal."""
+    from voicecli.ui.eval_output import JsonReporter, PlainReporter
+    if json_mode:
+        return JsonReporter(env.stdout, env.stderr, debug)
+    if not env.live:
+        return PlainReporter(env.stdout, env.stderr, debug)
+    from voicecli.ui.eval_live import LiveReporter
+    return LiveReporter(env)
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """An output path must be writable before anything runs (a missing folder fails now, exit 2)."""
+    folder = path.expanduser().parent
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory", "give a file path")
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {folder} does not exist", "create it first")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{flag} {path} is not writable", "pick another path")
 
 
 # ------------------------------------------------------------------------------------------
