@@ -136,3 +136,16 @@ def test_junit_path_is_checked_before_running(tmp_path: Path) -> None:
     r = run_cli("eval", SUITE, "--local", "--junit", str(tmp_path / "missing" / "x.xml"))
     assert r.code == 2 and "does not exist" in r.stderr
     assert r.stdout == ""
+
+
+def test_pytest_plugin_collects_the_suite_one_item_per_conversation_over_xdist() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, unit
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+                           "-rA", str(EXAMPLES / "evals")], capture_output=True, text=True, cwd=ROOT,
+                          timeout=unit(120))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed, 1 xfailed" in proc.stdout
+    assert "XFAIL examples/evals/voice_agent.toml::meant to fail: wrong answer" in proc.stdout

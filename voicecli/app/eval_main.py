@@ -8,7 +8,7 @@ audio file, a bad setting) fails here before anything connects.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -79,7 +79,8 @@ def load_suites(paths: Sequence[Path], name_filter: str | None) -> list[Suite]:
 class Plan:
     """The prepared conversations and, if any of them is local, the embedded server."""
 
-    def __init__(self, suites: list[Suite], flags: CommonFlags, opts: EvalOptions, stderr: IO[str]) -> None:
+    def __init__(self, suites: list[Suite], flags: CommonFlags, opts: EvalOptions, stderr: IO[str],
+                 local_url: Callable[[], str] | None = None) -> None:
         base = load_checked(flags, stderr)
         speech: dict[tuple[str, str | None], bytes] = {}
         self.items: list[tuple[Suite, Any, Resolved]] = []
@@ -92,6 +93,7 @@ class Plan:
         self.speech = speech
         self.opts = opts
         self._server: Any = None
+        self._local_url = local_url        # a shared server (the pytest plugin's), else our own
 
     def prepared(self) -> list[Prepared]:
         out = []
@@ -114,6 +116,8 @@ class Plan:
         return out
 
     def local_url(self) -> str:
+        if self._local_url is not None:
+            return self._local_url()
         if self._server is None:
             from voicecli.server.app import ServerThread
             from voicecli.server.options import ServerOptions
