@@ -208,3 +208,23 @@ def test_chunk_pcm_exact_sizes_and_order() -> None:
     assert b"".join(odd) == pcm
     with pytest.raises(ValueError):
         list(chunk_pcm(pcm, 0))
+
+
+def test_a_pipe_is_read_whole_whatever_its_reported_size(tmp_path: Path) -> None:
+    import threading
+    src = tmp_path / "a.wav"
+    sf.write(src, sine(16000, 0.5), 16000, subtype="PCM_16")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(src.read_bytes()))
+    writer.start()
+    audio = load_audio_file(fifo)                  # os.path.getsize says 0 for a pipe
+    writer.join()
+    assert audio.source_rate == 16000 and abs(audio.duration_s - 0.5) < 0.01
+    empty = tmp_path / "empty-pipe"
+    os.mkfifo(empty)
+    closer = threading.Thread(target=lambda: empty.write_bytes(b""))
+    closer.start()
+    with pytest.raises(AudioFileError, match="is empty"):
+        load_audio_file(empty)
+    closer.join()

@@ -12,7 +12,10 @@ audio-lab.md section 4 measured at >130 dB SNR for 16/44.1/48 kHz -> 24 kHz.
 
 from __future__ import annotations
 
+import io
 import os
+import stat
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +52,41 @@ class DecodedAudio:
     duration_s: float
 
 
+STDIN = "-"
+"""The path that means "read one audio file from standard input" (``voicecli ask -``)."""
+
+
+def _is_stream(path: str) -> bool:
+    """A pipe, socket or character device (``/dev/stdin`` on a pipe): its size says nothing, so it
+    is read whole into memory instead of being checked and opened as a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+
+def _read_stream(path: str) -> bytes:
+    """Every byte of ``-`` (standard input) or of a pipe; AudioFileError if none can be read."""
+    name = "standard input" if path == STDIN else repr(path)
+    try:
+        if path == STDIN:
+            if sys.stdin is None or sys.stdin.isatty():
+                raise AudioFileError("'-' means audio on standard input, but standard input is a terminal.",
+                                     hint="pipe or redirect a file: voicecli ask - < question.wav")
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
+    except OSError as exc:
+        raise AudioFileError(f"Audio on {name} cannot be read ({exc.strerror or exc}).",
+                             "check the pipe") from None
+    if not data:
+        raise AudioFileError(f"Audio on {name} is empty (0 bytes).",
+                             hint="pipe or redirect a WAV, FLAC, OGG or MP3 file into it")
+    return data
+
+
 def _check_path(path: str) -> None:
     """Raise AudioFileError for problems visible before decoding (missing, directory, unreadable, empty)."""
     if not os.path.exists(path):
@@ -70,24 +108,29 @@ def _check_path(path: str) -> None:
         raise AudioFileError(f"Audio file {path!r} is empty (0 bytes).", hint=_FORMATS_HINT)
 
 
-def _decode(path: str) -> tuple[npt.NDArray[np.float32], int, int, str]:
-    """Read ``path`` as float32 (frames, channels); translate every libsndfile failure."""
+def _label(path: str) -> str:
+    return "Audio on standard input" if path == STDIN else f"Audio file {path!r}"
+
+
+def _decode(path: str, data: bytes | None = None) -> tuple[npt.NDArray[np.float32], int, int, str]:
+    """Read ``path`` (or the bytes read from it, ``data``) as float32 (frames, channels); translate
+    every libsndfile failure."""
     hint = f"{_FORMATS_HINT}; the file may be corrupt or truncated"
     try:
-        with sf.SoundFile(path) as fh:
+        with sf.SoundFile(path if data is None else io.BytesIO(data)) as fh:
             rate, channels = int(fh.samplerate), int(fh.channels)
             fmt = f"{fh.format}/{fh.subtype}" if fh.subtype else str(fh.format)
-            data: npt.NDArray[np.float32] = fh.read(dtype="float32", always_2d=True)
+            frames: npt.NDArray[np.float32] = fh.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as exc:
         reason = (exc.error_string or "unknown libsndfile error").rstrip(".")
-        raise AudioFileError(f"Audio file {path!r} is not a readable audio file ({reason}).", hint) from None
+        raise AudioFileError(f"{_label(path)} is not a readable audio file ({reason}).", hint) from None
     except (RuntimeError, ValueError, TypeError, EOFError) as exc:  # other soundfile/decoder failures
         reason = str(exc).rstrip(".") or type(exc).__name__
-        raise AudioFileError(f"Audio file {path!r} could not be decoded ({reason}).", hint) from None
+        raise AudioFileError(f"{_label(path)} could not be decoded ({reason}).", hint) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise AudioFileError(f"Audio file {path!r} cannot be read ({reason}).", "check the file") from None
-    return data, rate, channels, fmt
+        raise AudioFileError(f"{_label(path)} cannot be read ({reason}).", "check the file") from None
+    return frames, rate, channels, fmt
 
 
 def to_protocol_pcm(data: npt.NDArray[Any], rate: int) -> bytes:
@@ -106,15 +149,20 @@ def load_audio_file(path: str | os.PathLike[str]) -> DecodedAudio:
 
     Raises :class:`AudioFileError` (one sentence naming the file, plus a hint) when the file is missing,
     a directory, unreadable, 0 bytes, not audio / corrupt, or holds zero frames. An all-silent file is
-    valid and decodes to zero samples of the right length.
+    valid and decodes to zero samples of the right length. ``-`` (:data:`STDIN`) reads the file from
+    standard input; a pipe (``/dev/stdin``, ``<(...)``) is read whole, whatever its reported size.
     """
     p = os.fspath(path)
-    _check_path(p)
-    data, rate, channels, fmt = _decode(p)
+    raw: bytes | None = None
+    if p == STDIN or _is_stream(p):
+        raw = _read_stream(p)
+    else:
+        _check_path(p)
+    data, rate, channels, fmt = _decode(p, raw)
     if data.shape[0] == 0:
-        raise AudioFileError(f"Audio file {p!r} contains no audio (0 frames).", hint=_FORMATS_HINT)
+        raise AudioFileError(f"{_label(p)} contains no audio (0 frames).", hint=_FORMATS_HINT)
     if rate <= 0:
-        raise AudioFileError(f"Audio file {p!r} has an invalid sample rate ({rate} Hz).", hint=_FORMATS_HINT)
+        raise AudioFileError(f"{_label(p)} has an invalid sample rate ({rate} Hz).", hint=_FORMATS_HINT)
     pcm = to_protocol_pcm(data, rate)
     return DecodedAudio(
         path=p,
@@ -129,8 +177,13 @@ def load_audio_file(path: str | os.PathLike[str]) -> DecodedAudio:
 def load_audio_files(paths: Iterable[str | os.PathLike[str]]) -> list[DecodedAudio]:
     """Decode every file, in order; the first bad file raises before any result is returned.
 
-    Call this before connecting so a typo in the last of several files fails fast.
+    Call this before connecting so a typo in the last of several files fails fast. Standard input
+    (``-``) can be read once: giving it twice is an AudioFileError.
     """
+    paths = [os.fspath(p) for p in paths]
+    if paths.count(STDIN) > 1:
+        raise AudioFileError("'-' (audio on standard input) is given more than once.",
+                             hint="standard input holds one file; pass the others by name")
     return [load_audio_file(p) for p in paths]
 
 
