@@ -71,11 +71,56 @@ def main_callback(
 # ------------------------------------------------------------------------------------------
 
 
-@app.command(no_args_is_help=True)
+class _KeepsArgs(typer.core.TyperCommand):
+    """Keeps the raw arguments (``ctx.meta["voicecli.args"]``): ``ask`` needs the order of its
+    files and ``--say`` turns, which click's parsed values do not keep."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["voicecli.args"] = list(args)
+        result: list[str] = super().parse_args(ctx, args)
+        return result
+
+
+def _in_order(ctx: typer.Context, files: list[Path], says: list[str]) -> list[Path | str]:
+    """Files and ``--say`` texts in the order they were given on the command line."""
+    raw = ctx.meta.get("voicecli.args")
+    if raw is None:
+        return [*files, *says]
+    takes_value = {opt for p in ctx.command.params if p.param_type_name == "option"
+                   and not getattr(p, "is_flag", False) and not getattr(p, "count", False)
+                   for opt in (*p.opts, *p.secondary_opts)}
+    out: list[Path | str] = []
+    fi = si = i = 0
+    only_args = False
+    while i < len(raw):
+        tok = raw[i]
+        i += 1
+        if not only_args and tok == "--":
+            only_args = True
+        elif not only_args and (tok == "--say" or tok.startswith("--say=")):
+            if si < len(says):
+                out.append(says[si])
+                si += 1
+            i += tok == "--say"
+        elif not only_args and tok in takes_value:
+            i += 1
+        elif not only_args and tok.startswith("-") and tok != "-":
+            pass                               # a flag, or --option=value
+        elif fi < len(files):
+            out.append(files[fi])
+            fi += 1
+    return [*out, *files[fi:], *says[si:]]
+
+
+@app.command(no_args_is_help=True, cls=_KeepsArgs)
 def ask(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="Audio files (WAV/FLAC/OGG/MP3, any rate); "
-                                                     "each is one user turn.", show_default=False)],
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Audio files (WAV/FLAC/OGG/MP3, any rate); each is one user turn. - reads one file "
+             "from standard input.", show_default=False)] = None,
+    say: Annotated[list[str] | None, typer.Option(
+        "--say", help="A user turn spoken from TEXT (synthesized locally with espeak-ng); repeatable, "
+                      "in order with the files.", show_default=False)] = None,
     url: UrlOpt = None,
     local: LocalOpt = False,
     api_key: KeyOpt = None,
@@ -106,7 +151,8 @@ def ask(
                                         "(tests the agent's interruption handling).")] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """One-shot or scripted prompts: each FILE is a user turn; prints the agent's replies."""
+    """One-shot or scripted prompts: each FILE (or --say TEXT) is a user turn; prints the agent's
+    replies."""
     from voicecli.app.ask import AskOptions, run_ask
     from voicecli.app.endpoint import Endpoint
     from voicecli.audio.files import load_audio_files
@@ -121,15 +167,27 @@ def ask(
                         greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
                         config_path=str(config) if config else None)
 
+    paths, says = list(files or []), list(say or [])
+
     async def body() -> None:
-        _check_expect(expect or [], len(files))
-        audio = load_audio_files(files)            # bad files fail before connecting (exit 6)
+        if not paths and not says:
+            raise UsageError("nothing to ask", "give an audio file, - for one on standard input, "
+                                               "or --say TEXT")
+        _check_expect(expect or [], len(paths) + len(says))
+        if save_reply is not None:
+            check_writable(save_reply, "--save-reply")
+        if any(str(p) == "-" for p in paths) and sys.stdin is not None and sys.stdin.isatty():
+            raise UsageError("'-' reads the audio from standard input, which is a terminal",
+                             "pipe or redirect a file: voicecli ask - < question.wav")
+        decoded = iter(load_audio_files(paths))    # bad files fail before connecting (exit 6)
+        turns = [item if isinstance(item, str) else next(decoded)
+                 for item in _in_order(ctx, paths, says)]
         resolved = resolve(flags, env.stderr)      # bad settings fail before connecting (exit 2)
         output = make_output(env, json_mode, transcript, debug)
         try:
             with Endpoint(resolved) as endpoint:
                 settings = endpoint.connection(resolved.session, ready_timeout=timeout)
-                await run_ask(settings, audio, AskOptions(
+                await run_ask(settings, turns, AskOptions(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
                     timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after,
                     expect=list(expect or [])), output,
@@ -141,10 +199,10 @@ def ask(
 
 
 def _check_expect(expect: list[str], files: int) -> None:
-    """``--expect``: at most one per file, each a valid regular expression (else UsageError)."""
+    """``--expect``: at most one per turn, each a valid regular expression (else UsageError)."""
     if len(expect) > files:
         raise UsageError(f"{len(expect)} --expect patterns for {files} file(s)",
-                         "give at most one --expect per file")
+                         "give at most one --expect per turn (file or --say)")
     for pattern in expect:
         try:
             re.compile(pattern)

@@ -266,3 +266,119 @@ def test_a_server_that_never_gets_ready_times_out_with_exit_7(scripted_server: S
                 "--timeout", "1.5")
     assert r.code == 7
     assert "no session.ready within 1.5 s" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# the gaps issue 11 found: stdin, --say, paths checked first, rate violations, Ctrl-C
+# ------------------------------------------------------------------------------------------
+
+
+def _ask(*args: str, stdin: object = None, data: bytes | None = None) -> tuple[int, str, str]:
+    """`voicecli ask ARGS` with stdin from a file object (a redirect) or ``data`` (a pipe)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, unit
+    env = {k: v for k, v in os.environ.items() if k != "ASSEMBLYAI_API_KEY"}
+    proc = subprocess.run([sys.executable, "-m", "voicecli.cli", "ask", *args], capture_output=True,
+                          stdin=stdin, input=data, timeout=unit(60), cwd=ROOT, env=env)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def test_dash_reads_one_file_from_a_redirect_or_a_pipe(scripted_server: Served) -> None:
+    url = scripted_server.at(scenario="echo")
+    with open(HELLO, "rb") as fh:
+        code, out, err = _ask("-", "--url", url, *KEY, *FAST, stdin=fh)
+    assert code == 0, err
+    assert out == "Hello! This is the scripted agent.\n"
+    code, out, err = _ask("/dev/stdin", THANKS, "--url", url, *KEY, *FAST, "--transcript",
+                          data=Path(HELLO).read_bytes())       # /dev/stdin on a pipe: not "empty"
+    assert code == 0, err
+    assert out.splitlines()[-1] == "agent: I am fine, thank you for asking."
+
+
+def test_bad_stdin_fails_before_connecting_with_exit_6() -> None:
+    nowhere = ("--url", "ws://127.0.0.1:9/v1/ws", *KEY)
+    code, out, err = _ask("-", *nowhere, data=b"")
+    assert (code, out) == (6, "") and "standard input is empty (0 bytes)" in err
+    code, _, err = _ask("-", *nowhere, data=b"not audio at all\n")
+    assert code == 6 and "Audio on standard input is not a readable audio file" in err
+    code, _, err = _ask("-", "-", *nowhere, data=Path(HELLO).read_bytes())
+    assert code == 6 and "more than once" in err and len(err.strip().splitlines()) == 1
+
+
+def test_say_turns_are_synthesized_and_kept_in_order_with_files(scripted_server: Served) -> None:
+    r = run_cli("ask", "--say", "hello there", HELLO, "--url", scripted_server.at(scenario="echo"), *KEY,
+                *FAST, "--expect", "scripted agent", "--expect", "fine", "--json")
+    assert r.code == 0, r.stderr
+    checks = [e for e in ndjson(r.stdout) if e["type"] == "voicecli.expect"]
+    assert [c["file"] for c in checks] == ["say 'hello there'", "hello.wav"]
+    r = run_cli("ask", HELLO, "--say", "how are you", "--url", scripted_server.at(scenario="echo"), *KEY,
+                *FAST, "--expect", ".", "--expect", ".", "--json")
+    assert [e["file"] for e in ndjson(r.stdout) if e["type"] == "voicecli.expect"] == [
+        "hello.wav", "say 'how are you'"]
+
+
+def test_nothing_to_ask_is_a_usage_error() -> None:
+    r = run_cli("ask", "--url", "ws://127.0.0.1:9/v1/ws", *KEY)
+    assert r.code == 2 and "nothing to ask" in r.stderr
+
+
+def test_save_reply_path_is_checked_before_connecting(tmp_path: Path) -> None:
+    # the URL is unreachable: exit 2 (not 4) proves the path was checked first
+    for path, said in ((tmp_path / "missing" / "r.wav", "does not exist"), (tmp_path, "is a directory")):
+        r = run_cli("ask", HELLO, "--url", "ws://127.0.0.1:9/v1/ws", *KEY, "--save-reply", str(path))
+        assert r.code == 2 and said in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "missing").exists()
+
+
+def test_record_dir_is_made_only_under_an_existing_folder(tmp_path: Path) -> None:
+    import pytest
+
+    from voicecli.app.recording import prepare_dir
+    from voicecli.errors import UsageError
+    assert prepare_dir(tmp_path / "new") == tmp_path / "new" and (tmp_path / "new").is_dir()
+    assert prepare_dir(tmp_path / "new") == tmp_path / "new"              # existing: used as it is
+    with pytest.raises(UsageError, match="the folder .*missing does not exist") as exc:
+        prepare_dir(tmp_path / "missing" / "dir")
+    assert exc.value.exit_code == 2 and not (tmp_path / "missing").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is not a directory"):
+        prepare_dir(tmp_path / "file")
+
+
+def test_fast_pace_on_a_rate_checking_server_fails_the_turn_naming_the_violation(
+        default_server: Served) -> None:
+    r = run_cli("ask", HELLO, "--url", default_server.url, "--pace", "fast", "--trailing-silence", "800")
+    assert r.code == 5, r.stderr
+    assert "turn 1 (hello.wav): the server dropped audio sent faster than real time" in r.stderr
+    assert "audio_rate_violation" in r.stderr and "drop --pace fast" in r.stderr
+    assert r.stdout == ""                      # no reply to a truncated question passes as an answer
+
+
+def test_ctrl_c_mid_reply_prints_what_was_said_so_far(scripted_server: Served) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT, unit
+
+    proc = subprocess.Popen([sys.executable, "-m", "voicecli.cli", "ask", HELLO, "--url",
+                             scripted_server.at(scenario="long"), *KEY, *FAST, "--transcript"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={k: v for k, v in os.environ.items() if k != "ASSEMBLYAI_API_KEY"})
+    assert proc.stdout is not None
+    first = proc.stdout.readline()              # user: ... (the reply starts right after it)
+    time.sleep(unit(1.5))
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=unit(15))
+    assert proc.returncode == 130, err
+    assert first.startswith("user: ")
+    said = rest.strip().splitlines()[-1]
+    assert said.startswith("agent (interrupted): Once upon a time"), rest
+    assert not said.endswith("morning.")       # only the words whose audio had arrived
+    assert err.strip().splitlines()[-1] == "voicecli: interrupted" and "Traceback" not in err

@@ -23,7 +23,7 @@ from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.toolcalls import ToolDispatcher
 from voicecli.audio.files import DecodedAudio, chunk_pcm, silence
 from voicecli.audio.wav import write_wav
-from voicecli.errors import ExpectationFailed, ServerError, TimeoutExpired
+from voicecli.errors import AudioError, ExpectationFailed, ServerError, TimeoutExpired
 from voicecli.protocol.constants import pcm_seconds
 from voicecli.protocol.events import (
     ConversationMessage,
@@ -32,13 +32,15 @@ from voicecli.protocol.events import (
     ReplyCreate,
     ReplyDone,
     ReplyStarted,
+    SessionError,
     ToolCall,
     TranscriptAgent,
+    TranscriptAgentDelta,
     TranscriptUser,
 )
 from voicecli.session.client import Received
 from voicecli.tools import ToolRunner
-from voicecli.ui.output import Output
+from voicecli.ui.output import JsonOutput, Output
 from voicecli.ui.sanitize import clean
 
 
@@ -66,6 +68,24 @@ class ScriptTurn:
     barge_in_after_ms: int | None = None
 
 
+RATE_VIOLATION = "audio_rate_violation"
+
+
+def speak(text: str, voice: str | None = None) -> bytes:
+    """``say`` text as PCM16 24 kHz mono, synthesized locally (espeak-ng, the TTS the local server
+    ships; no network). The one synthesis of ``ask --say`` and eval's ``say`` turns. Raises
+    AudioError when espeak-ng is missing or the text makes no sound."""
+    from voicecli.server.tts import EspeakTTS
+    try:
+        pcm = EspeakTTS().synthesize(text, voice).pcm
+    except RuntimeError as exc:
+        raise AudioError(f"cannot synthesize {text!r}: {exc}",
+                         "install espeak-ng, or give an audio file instead") from None
+    if not pcm:
+        raise AudioError(f"{text!r} synthesizes to no audio", "use words")
+    return pcm
+
+
 @dataclass
 class _Turn:
     index: int
@@ -74,6 +94,10 @@ class _Turn:
     speech_stopped_at: float | None = None
     user_text: str = ""
     agent_text: list[str] = field(default_factory=list)
+    # reply_id -> (start_ms, delta) of a reply whose final transcript has not come yet
+    partial: dict[str, list[tuple[int | None, str]]] = field(default_factory=dict)
+    reply_audio_ms: dict[str, float] = field(default_factory=dict)  # reply_id -> audio received
+    rate_violation: str | None = None   # the server dropped audio sent during this turn
     tool_calls: list[ToolCall] = field(default_factory=list)
     interrupted: bool = False           # one of its replies ended interrupted
     reply_bytes: int = 0                # agent audio received for it
@@ -127,12 +151,21 @@ class TurnTracker:
             if self.turn is not None and self.turn.speech_stopped_at is not None:
                 self._reply_turn[ev.reply_id] = self.turn
             return
+        if isinstance(ev, SessionError):
+            if ev.code == RATE_VIOLATION and self.turn is not None and self.turn.rate_violation is None:
+                self.turn.rate_violation = ev.message or "audio was sent faster than real time"
+                if not self.turn.done.done():
+                    self.turn.done.set_result(None)      # the turn is lost: stop waiting now
+            return
         turn = self._owner(rec)
         if isinstance(ev, ReplyAudio):
             if self.audio is not None:
                 self.audio += ev.data
             if turn is not None and turn.speech_stopped_at is not None:
                 turn.reply_bytes += len(ev.data)
+                if rec.reply_id is not None:
+                    turn.reply_audio_ms[rec.reply_id] = (turn.reply_audio_ms.get(rec.reply_id, 0.0)
+                                                         + pcm_seconds(len(ev.data)) * 1000)
                 if not turn.first_audio.done():
                     turn.first_audio.set_result(now)
                     self.conv.output.client_event("metrics", turn=turn.index + 1,
@@ -141,7 +174,10 @@ class TurnTracker:
             self.turn.speech_stopped_at = now
         elif isinstance(ev, TranscriptUser) and self.turn is not None:
             self.turn.user_text = ev.text
+        elif isinstance(ev, TranscriptAgentDelta) and turn is not None:
+            turn.partial.setdefault(ev.reply_id, []).append((ev.start_ms, ev.delta))
         elif isinstance(ev, TranscriptAgent) and turn is not None:
+            turn.partial.pop(ev.reply_id, None)
             turn.agent_text.append(ev.text)
             turn.interrupted = turn.interrupted or ev.interrupted
         elif isinstance(ev, ToolCall) and turn is not None:
@@ -257,8 +293,10 @@ async def run_script(conv: Conversation, tracker: TurnTracker, turns: Sequence[S
                 generation = await _send_turn(conv, script, opts, pump, turn)
                 if barge is not None:
                     await _wait_first_audio(turn, conv, opts, what, barge)
+                    _check_rate(turn, what, opts)
                     break
                 if await _wait(turn.done, conv, opts.timeout_s, what, generation):
+                    _check_rate(turn, what, opts)
                     break
                 conv.output.notice(f"the connection was re-established before the reply to {script.name}; "
                                    "sending the turn again", "warning")
@@ -267,18 +305,70 @@ async def run_script(conv: Conversation, tracker: TurnTracker, turns: Sequence[S
         await pump.stop()
 
 
-async def run_ask(settings: ConnectionSettings, files: list[DecodedAudio], opts: AskOptions,
+def _check_rate(turn: _Turn, what: str, opts: AskOptions) -> None:
+    """A turn during which the server dropped audio (``audio_rate_violation``) was not heard
+    whole: fail it (exit 5) rather than pass on a reply to a truncated question."""
+    if turn.rate_violation is None:
+        return
+    if opts.pace == "fast":
+        hint = ("drop --pace fast: the service and `voicecli serve` accept real time only "
+                "(`voicecli serve --no-rate-check` accepts faster)")
+    else:
+        hint = "the client could not keep real time; is the machine overloaded?"
+    raise ServerError(f"{what}: the server dropped audio sent faster than real time "
+                      f"({RATE_VIOLATION}: {clean(turn.rate_violation, 200)}), so the turn was truncated",
+                      hint, code=RATE_VIOLATION)
+
+
+def audio_turns(files: Sequence[DecodedAudio | str]) -> list[tuple[str, bytes]]:
+    """(name, pcm) of each ask turn: a decoded file (``-`` is named ``stdin``) or ``--say`` text
+    (synthesized here, in order)."""
+    out = []
+    for item in files:
+        if isinstance(item, str):
+            out.append((f"say {clean(item, 40)!r}", speak(item)))
+        else:
+            name = "stdin" if item.path == "-" else Path(item.path).name
+            out.append((name, item.pcm))
+    return out
+
+
+def _said_so_far(tracker: TurnTracker, names: list[str], output: Output) -> None:
+    """Ctrl-C: show what the agent had said of the reply in progress: the words whose audio had
+    arrived (plain and live outputs print it like an interrupted reply; --json gets a
+    ``voicecli.interrupted`` event)."""
+    turn = tracker.turn
+    if turn is None:
+        return
+    name = names[turn.index] if turn.index < len(names) else str(turn.index + 1)
+    for reply_id, deltas in list(turn.partial.items()):
+        heard_ms = turn.reply_audio_ms.get(reply_id, 0.0)    # words whose audio had arrived
+        text = "".join(d for start, d in deltas if start is None or start < heard_ms).strip()
+        if not text:
+            continue
+        output.client_event("interrupted", turn=turn.index + 1, file=name, reply_id=reply_id, said=text)
+        if not isinstance(output, JsonOutput):
+            output.server_event(Received(TranscriptAgent(reply_id=reply_id, text=text, interrupted=True),
+                                         reply_id=reply_id))
+    turn.partial.clear()
+
+
+async def run_ask(settings: ConnectionSettings, files: Sequence[DecodedAudio | str], opts: AskOptions,
                   output: Output, runner: ToolRunner | None = None) -> None:
-    """Run the scripted turns. Raises a VoicecliError on failure (mapped to an exit code)."""
+    """Run the scripted turns: decoded files and ``--say`` texts, in order. Raises a VoicecliError
+    on failure (mapped to an exit code)."""
+    spoken = audio_turns(files)             # synthesis fails before connecting
+    turns = [ScriptTurn(name, pcm=pcm, barge_in_after_ms=opts.barge_in_after_ms if i else None)
+             for i, (name, pcm) in enumerate(spoken)]
     conv = Conversation(settings, output)
     await conv.open()
     tracker = TurnTracker(conv, keep_audio=opts.save_reply is not None)
     tools = ToolDispatcher(conv, runner or ToolRunner())
-    turns = [ScriptTurn(Path(audio.path).name, pcm=audio.pcm,
-                        barge_in_after_ms=opts.barge_in_after_ms if i else None)
-             for i, audio in enumerate(files)]
     try:
         await run_script(conv, tracker, turns, opts)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        _said_so_far(tracker, [t.name for t in turns], output)
+        raise
     finally:
         await tools.cancel()
         await conv.close()

@@ -318,20 +318,17 @@ def load_audio(suite: Suite) -> dict[Path, bytes]:
 
 
 def synthesize(suite: Suite, cache: dict[tuple[str, str | None], bytes]) -> None:
-    """Synthesize every ``say`` turn locally (espeak-ng, 24 kHz), once per text and voice."""
+    """Synthesize every ``say`` turn locally (:func:`voicecli.app.ask.speak`, the one synthesis
+    ``ask --say`` uses too), once per text and voice."""
+    from voicecli.app.ask import speak
     from voicecli.errors import AudioError
-    from voicecli.server.tts import EspeakTTS
-    tts = EspeakTTS()
     for conv in suite.conversations:
         voice = conv.run.get("say_voice")
         for turn in conv.turns:
             if turn.say is None or (turn.say, voice) in cache:
                 continue
             try:
-                cache[(turn.say, voice)] = tts.synthesize(turn.say, voice).pcm
-            except RuntimeError as exc:
-                raise AudioError(f"cannot synthesize say turns: {exc}",
-                                 "install espeak-ng, or use audio = \"file.wav\" turns") from None
-            if not cache[(turn.say, voice)]:
+                cache[(turn.say, voice)] = speak(turn.say, voice)
+            except AudioError as exc:
                 raise AudioError(f"suite {suite.path}, conversation {conv.name!r} turn {turn.index + 1}: "
-                                 f"say = {turn.say!r} synthesizes to no audio", "use words")
+                                 f"say: {exc.message}", exc.hint) from None

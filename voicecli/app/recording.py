@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from voicecli.audio.wav import SessionRecorder
-from voicecli.errors import AudioFileError
+from voicecli.errors import AudioFileError, UsageError
 from voicecli.protocol.constants import RATE
 
 
@@ -72,13 +72,27 @@ class ChatRecorder:
 
 
 def prepare_dir(directory: Path) -> Path:
-    """Create ``directory`` if needed and check it is writable; AudioFileError (exit 6) if not."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AudioFileError(f"cannot create the recording directory {directory} ({exc.strerror or exc})",
-                             "pass a writable --record DIR") from None
-    if not directory.is_dir() or not os.access(directory, os.W_OK):
-        raise AudioFileError(f"the recording directory {directory} is not a writable directory",
-                             "pass a writable --record DIR")
+    """Check ``--record DIR`` before anything runs; UsageError (one line, exit 2) if it cannot be used.
+
+    An existing writable directory is used as it is. A missing one is created only when its parent
+    exists (like ``mkdir DIR``): a typo'd path (``/missing/dir``) fails instead of growing a tree of
+    folders nobody asked for. A file in the way, or a directory that cannot be written, fails too."""
+    directory = directory.expanduser()
+    hint = "pass a writable --record DIR"
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--record {directory} is not a directory", hint)
+    if not directory.exists():
+        parent = directory.parent
+        if not parent.is_dir():
+            raise UsageError(f"--record {directory}: the folder {parent} does not exist",
+                             f"create it first (mkdir -p {directory}) or {hint}")
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise UsageError(f"--record {directory}: cannot create it ({exc.strerror or exc})",
+                             hint) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"--record {directory} is not writable", hint)
     return directory
