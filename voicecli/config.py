@@ -320,6 +320,18 @@ class _FileLayer:
         return [dict(t) for t in tools]
 
 
+def check_table(path: Path, text: str, data: dict[str, Any],
+                prefix: str = "") -> dict[str, tuple[Any, Source]]:
+    """Check ``data`` (a table of ``text``, the TOML read from ``path``, whose keys sit under
+    ``prefix``) with the config file's own checker: the same keys, kinds and one-line messages,
+    naming ``path``, the line and ``prefix`` + key. Returns ``key -> (value, Source)`` at profile
+    rank (it lays over the file's top level; env and flags still win). Raises ConfigError.
+    Other TOML files that hold config keys (eval suites) use this."""
+    layer = _FileLayer(path, Lines(text), PROFILE, prefix)
+    layer.walk(data)
+    return layer.values
+
+
 def _did_you_mean(key: str) -> str:
     import difflib
     leaf = key.rsplit(".", 1)[-1]

@@ -38,7 +38,7 @@ from voicecli.urls import is_loopback
 
 # CommonFlags and load are config's, re-exported for callers that resolve settings in one import.
 __all__ = ["CommonFlags", "Resolved", "build_tools", "check_client", "client_settings", "load",
-           "load_checked", "ordered", "resolve", "session_config"]
+           "load_checked", "ordered", "resolve", "resolve_effective", "session_config"]
 
 
 @dataclass
@@ -202,13 +202,20 @@ def resolve(flags: CommonFlags, stderr: IO[str] | None = None) -> Resolved:
     """Everything a conversation needs. Raises UsageError/ConfigError (exit 2) on bad settings;
     writes warnings to ``stderr`` (default: ``sys.stderr``)."""
     eff = load_checked(flags, stderr or sys.stderr)
+    return resolve_effective(eff, UsageError(
+        "no API key: set ASSEMBLYAI_API_KEY, or pass --api-key or --token, or add "
+        f"api_key to {eff.path}", "or add --local to use the embedded local server"))
+
+
+def resolve_effective(eff: Effective, no_key: UsageError) -> Resolved:
+    """:func:`resolve` for an already layered :class:`Effective` (``eval`` lays a suite over the
+    file). Raises ``no_key`` when a remote server would get no key or token, else UsageError/
+    ConfigError for a bad setting."""
     local = bool(eff.get("local"))
     api_key, token = eff.get("api_key"), eff.get("token")
     url = eff.get("url") or DEFAULT_URL
     if not local and not api_key and not token and not is_loopback(url):
-        # A server on this machine (`voicecli serve`) may need no key; any other does.
-        raise UsageError("no API key: set ASSEMBLYAI_API_KEY, or pass --api-key or --token, or add "
-                         f"api_key to {eff.path}", "or add --local to use the embedded local server")
+        raise no_key       # a server on this machine (`voicecli serve`) may need no key; any other does
     runners, wire = build_tools(eff)
     session = session_config(eff, wire)
     return Resolved(url=url, local=local, session=session, api_key=api_key, token=token, tools=runners,

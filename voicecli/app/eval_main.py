@@ -26,9 +26,7 @@ from voicecli.app.eval_run import (
 from voicecli.app.eval_suite import Suite, effective_for, load_audio, load_suite, synthesize
 from voicecli.config import CommonFlags, Effective
 from voicecli.errors import UsageError
-from voicecli.protocol.constants import DEFAULT_URL
-from voicecli.settings import Resolved, build_tools, client_settings, load_checked, session_config
-from voicecli.urls import is_loopback
+from voicecli.settings import Resolved, load_checked, resolve_effective
 
 
 @dataclass
@@ -43,16 +41,9 @@ class EvalOptions:
 
 def _resolved(eff: Effective) -> Resolved:
     """:func:`voicecli.settings.resolve` for an already layered Effective (the suite's)."""
-    local = bool(eff.get("local"))
-    api_key, token = eff.get("api_key"), eff.get("token")
-    url = eff.get("url") or DEFAULT_URL
-    if not local and not api_key and not token and not is_loopback(url):
-        raise UsageError("no API key: set ASSEMBLYAI_API_KEY, or pass --api-key or --token",
-                         "or add --local (or local = true in the suite) to use the embedded local server")
-    runners, wire = build_tools(eff)
-    session = session_config(eff, wire)
-    return Resolved(url=url, local=local, session=session, api_key=api_key, token=token, tools=runners,
-                    client=client_settings(eff, url), config_path=eff.path, profile=eff.profile)
+    return resolve_effective(eff, UsageError(
+        "no API key: set ASSEMBLYAI_API_KEY, or pass --api-key or --token",
+        "or add --local (or local = true in the suite) to use the embedded local server"))
 
 
 def load_suites(paths: Sequence[Path], name_filter: str | None) -> list[Suite]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicecli.config import PROFILE, Effective, Lines, _FileLayer
+from voicecli.config import PROFILE, Effective, Lines, check_table
 from voicecli.errors import AudioFileError, ConfigError, VoicecliError
 
 TURN_INPUTS = ("audio", "say", "type")
@@ -114,9 +114,7 @@ def _config_layer(path: Path, text: str, data: dict[str, Any], prefix: str) -> d
     if "profiles" in data:
         raise _Where(path, text).error(prefix + "profiles", "a suite has no profiles; pick one with "
                                        "--profile from your config file, or set the keys here")
-    layer = _FileLayer(path, Lines(text), PROFILE, prefix)
-    layer.walk(data)
-    values = layer.values
+    values = check_table(path, text, data, prefix)
     scenario = values.get("local_scenario")
     if scenario is not None and scenario[0].endswith((".toml", ".json")):
         # a scenario file is relative to the suite (the in-process server's cwd is the user's)
