@@ -296,6 +296,9 @@ class AgentSession:
             return
         detector = self.make_engines().detector   # its audio clock restarts with this connection
         detector.configure(session.config["input"].get("turn_detection"))
+        close = getattr(session.engines.detector, "close", None)
+        if callable(close):
+            close()   # a silero detector returns its model to the pool
         session.engines.detector = detector
         session.resume_token = self.mint_resume(session.id, session.owner)
         session.stats["resumes"] += 1

@@ -163,6 +163,7 @@ class LocalServer:
         self.credentials = Credentials(self.options.api_key)
         self.registry = SessionRegistry()
         self.registry.on_forget.append(self.credentials.forget_session)
+        self.registry.on_forget.append(self._release_engines)
         self.stats: Counter[str] = Counter()  # server-wide: connections, auth_failures, ...
         self._tts: dict[str, TextToSpeech] = {}
         self._pool = make_pool()
@@ -190,8 +191,10 @@ class LocalServer:
         parts = ["silero VAD" if sp.vad == "silero" and not basic else "energy VAD", stt, tts]
         if self.llm is not None:
             parts.append(f"llm {self.llm.base_url} model {self.llm.model}")
-        else:
+        elif stt.startswith("whisper"):
             parts.append("no llm (replies repeat what was heard; add --llm-url URL --llm-model NAME)")
+        else:
+            parts.append("no llm (replies say how long you spoke)")
         missing = not basic and (sp.vad != "silero" or sp.stt != "whisper" or sp.tts != "piper")
         extras = ",".join(e for e, need in (("speech", missing), ("llm", not sp.llm)) if need)
         hint = f" (pip install 'voicecli[{extras}]' for more)" if extras else ""
@@ -220,6 +223,13 @@ class LocalServer:
 
     def session(self, session_id: str) -> Session | None:
         return self.registry.get(session_id)
+
+    def _release_engines(self, session_id: str) -> None:
+        """A session ended for good: its silero detector gives its model back to the pool."""
+        session = self.registry.get(session_id)
+        close = getattr(session.engines.detector, "close", None) if session is not None else None
+        if callable(close):
+            close()
 
     async def start(self) -> str:
         """Listen; returns the URL. Raises OSError if the address is taken."""
