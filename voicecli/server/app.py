@@ -176,6 +176,8 @@ class LocalServer:
             from voicecli.speech.llm import LlmEndpoint
 
             self.llm = LlmEndpoint(self.options.llm_url, self.options.llm_model, self.options.llm_api_key)
+        elif self.options.llm_url:
+            log.warning("voicecli server: an LLM url without a model name is ignored (VOICECLI_LLM_MODEL)")
         self._server: Server | None = None
         self._url: str | None = None
 

@@ -144,8 +144,6 @@ class ServerOptions:
     def __post_init__(self) -> None:
         check_choice("engine", self.engine)
         check_choice("tts", self.tts)
-        if self.llm_url and not self.llm_model:
-            raise ValueError("an LLM url needs a model name too (--llm-model or VOICECLI_LLM_MODEL)")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, not {self.port}")
         if self.reply_speedup < 1.0:
