@@ -391,7 +391,8 @@ class AgentSession:
             if self.interrupt_at_ms is not None and now_ms >= self.interrupt_at_ms:
                 self.interrupt_at_ms = None
                 self.replies.interrupt(now)
-            if now_ms - self.turn.last_partial_ms >= PARTIAL_EVERY_MS:
+            silent = getattr(detector, "silence_since_ms", None) is not None   # nothing new to hear,
+            if not silent and now_ms - self.turn.last_partial_ms >= PARTIAL_EVERY_MS:   # and the final runs
                 self.turn.last_partial_ms = now_ms
                 self.wire.do(Transcribe(self.turn.item_id, self.buffer.slice(self.turn.start_ms, now_ms),
                                         final=False))
