@@ -188,3 +188,24 @@ def test_a_bad_llm_entry_is_refused_at_session_update(srv: ServerThread) -> None
             err = await c.until("session.error")
             assert err[-1]["code"] == "invalid_value" and err[-1]["param"] == "llm"
     run(main())
+
+
+def test_hold_mode_with_the_model_waits_for_the_result_then_speaks_the_follow_up(
+        srv: ServerThread, llm: OpenAIDouble) -> None:
+    llm.script(ToolCalls((ToolCall("get_weather", {"city": "Paris"}, "call_h1"),)),
+               Answer("Paris: sunny."))
+
+    async def main() -> None:
+        async with client(srv.url) as c:
+            await c.start(session(tools=[dict(WEATHER, execution_mode="hold")]))
+            got = await turn(c)
+            assert any(e["type"] == "tool.call" for e in got)
+            await c.send_pcm(tone_speech("are you there"))      # during hold: no reply to this turn
+            held = await c.quiet(1.5)
+            assert not {"reply.started", "transcript.user"} & set(types(held))
+            await c.send({"type": "tool.result", "call_id": "call_h1", "result": '"sunny"'})
+            follow = await c.until("reply.done")
+            seq = types(follow)
+            assert seq.index("transcript.user") < seq.index("reply.started")   # buffered, then flushed
+            assert agent_text(follow) == "Paris: sunny."
+    run(main())

@@ -12,15 +12,20 @@ Per-connection URL query parameters (so one server can serve many tests):
   ``?fault=drop-after-replies=1,unknown-events``;
 - ``scenario``: a scripted scenario name or TOML/JSON path; implies ``engine=scripted``
   (``none``: no scenario, the default engines);
-- ``engine``: ``default`` | ``scripted``; ``tts``: ``espeak`` | ``tone``.
+- ``engine``: ``default`` | ``basic`` | ``scripted``; ``tts``: ``auto`` | ``piper`` | ``espeak`` | ``tone``.
 
 A bad ``fault``/``scenario``/``engine``/``tts`` value is answered after the upgrade with
 ``session.error{code:"invalid_value", param:<name>}`` and close 1008.
 
-Engines (``engine="default"``): EnergyTurnDetector + DurationSTT + DefaultBrain + EspeakTTS (or
-ToneTTS with ``tts="tone"``). Each connection is an :class:`~voicecli.server.agent.AgentSession`
-(the rules) driven by a :class:`~voicecli.server.pump.Pump` (the I/O); engine calls other than
-turn detection run in the server's worker threads (``workers.py``).
+Engines (``engine="default"``): the best installed ones (``voicecli.speech.available.detect``):
+silero VAD + whisper tiny.en + piper (espeak for British/accent voices) with the ``speech`` extra, else
+EnergyTurnDetector + DurationSTT + EspeakTTS; the brain is an :class:`~voicecli.server.llm_brain.LlmBrain`
+(the session's ``llm`` entry, else ``ServerOptions.llm_url``), else EchoBrain (with whisper) or
+DefaultBrain. ``engine="basic"``: the model-free engines. Models load once per process in the
+background from :meth:`LocalServer.start`; a connection that arrives first waits for them. Each
+connection is an :class:`~voicecli.server.agent.AgentSession` (the rules) driven by a
+:class:`~voicecli.server.pump.Pump` (the I/O); engine calls other than turn detection run in the
+server's worker threads (``workers.py``).
 """
 
 from __future__ import annotations
