@@ -26,7 +26,11 @@ sys.path.insert(0, str(ROOT))
 from tests.speech.speechgen import PROMPTS, VOICES, Synth, voice, word_errors
 from voicecli.speech import detect
 
-TARGETS = {"espeak default": 0.12, "espeak en-us 140": 0.05, "espeak en-us 140 m4": 0.05, "piper joe": 0.05}
+# "espeak default" is EspeakTTS's protocol voice "anna" (en+linda); espeak-ng's own default voice is
+# plain "en" (no variant): the issue's <= 12 % target is met there, see "espeak en (plain default)".
+TARGETS = {"espeak default": 0.12, "espeak en (plain default)": 0.12, "espeak en-us 140": 0.05,
+           "espeak en-us 140 m4": 0.05, "espeak en-us (plain)": 0.05, "espeak en-us 140 (plain)": 0.05,
+           "piper joe": 0.05}
 REPLIES = ["Sure, I can book a table for two at the Italian place tonight. Shall I?",
            "The weather in Paris tomorrow is sunny, with a high of twenty degrees.",
            "Okay.",

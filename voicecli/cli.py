@@ -7,9 +7,11 @@ the commands so ``voicecli --help`` is fast and works without PortAudio."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sys
+import typing
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -304,11 +306,20 @@ def serve(
     api_key: Annotated[str | None, typer.Option(
         "--api-key", envvar="VOICECLI_SERVE_API_KEY", show_envvar=True, show_default=False,
         help="Require this key (or a token minted with it).")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="default, or scripted (a test double driven by "
-                                                         "a scenario).")] = "default",
+    engine: Annotated[str, typer.Option("--engine", help="default (the best installed engines), basic "
+                                                         "(no models), or scripted (a test double driven "
+                                                         "by a scenario).")] = "default",
     scenario: Annotated[str | None, typer.Option("--scenario", help="Scenario name or file for the "
                                                                        "scripted engine.")] = None,
-    tts: Annotated[str, typer.Option("--tts", help="espeak (real words) or tone (test double).")] = "espeak",
+    tts: Annotated[str, typer.Option("--tts", help="auto (piper when installed, else espeak), piper, espeak, "
+                                                   "or tone (test double).")] = "auto",
+    llm_url: Annotated[str | None, typer.Option(
+        "--llm-url", envvar="VOICECLI_LLM_URL", show_envvar=True, show_default=False,
+        help="An OpenAI-compatible chat-completions endpoint as the agent's brain, e.g. "
+             "http://127.0.0.1:11434/v1 (its key: the VOICECLI_LLM_API_KEY environment variable).")] = None,
+    llm_model: Annotated[str | None, typer.Option(
+        "--llm-model", envvar="VOICECLI_LLM_MODEL", show_envvar=True, show_default=False,
+        help="The model name for --llm-url.")] = None,
     fault: Annotated[str | None, typer.Option("--fault", help="Fault switches for tests, e.g. "
                                                  "drop-after-replies=1,refuse-resume,unknown-events,"
                                                  "ready-delay=500.")] = None,
@@ -317,25 +328,30 @@ def serve(
     = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Run the local Voice Agent API server. Prints its URL when listening."""
+    """Run the local Voice Agent API server. Prints its URL when listening, and its engines on stderr."""
     from voicecli.server.app import LocalServer
-    from voicecli.server.options import Faults, ServerOptions
+    from voicecli.server.options import LLM_KEY_ENV, Faults, ServerOptions
 
     env = environment(ctx)
 
     async def body() -> None:
-        if engine not in ("default", "scripted"):
-            raise UsageError(f"unknown engine {engine!r}", "use default or scripted")
-        if tts not in ("espeak", "tone"):
-            raise UsageError(f"unknown tts {tts!r}", "use espeak or tone")
         try:
             faults = Faults.parse(fault or "")
         except ValueError as exc:
             raise UsageError(f"bad --fault: {exc}") from None
-        options = ServerOptions(host=host, port=port, api_key=api_key, scenario=scenario,
-                                engine=engine, tts=tts,  # type: ignore[arg-type]  # checked above
-                                enforce_realtime=not no_rate_check, faults=faults)
-        server = LocalServer(options)
+        if llm_url and not llm_model:
+            raise UsageError("--llm-url needs --llm-model NAME", "the model name the endpoint serves")
+        try:   # options.check_choice is the one check of engine and tts names
+            options = ServerOptions(host=host, port=port, api_key=api_key, scenario=scenario,
+                                    engine=engine, tts=tts,  # type: ignore[arg-type]  # checked here
+                                    llm_url=llm_url, llm_model=llm_model if llm_url else None,
+                                    llm_api_key=os.environ.get(LLM_KEY_ENV, ""),
+                                    enforce_realtime=not no_rate_check, faults=faults)
+            server = LocalServer(options)
+            if options.tts == "piper" and server.speech.tts != "piper":
+                raise ValueError("tts piper is not installed: pip install 'voicecli[speech]'")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         try:
             url = await server.start()
         except OSError as exc:
@@ -343,15 +359,34 @@ def serve(
                                "pick another --port, or --port 0 for a free one") from None
         env.stdout.write(url + "\n")
         env.stdout.flush()
+        env.stderr.write(server.engines_line() + "\n")
         if api_key is None:
             env.stderr.write("voicecli serve: no --api-key set, so any key (or none) is accepted\n")
         env.stderr.flush()
+        ready = asyncio.get_running_loop().create_task(_say_ready(server, env.stderr))
         try:
             await server.serve_forever()
         finally:
+            ready.cancel()
             await server.stop()
 
     run_command(body, env, debug)
+
+
+async def _say_ready(server: object, err: typing.IO[str]) -> None:
+    """One stderr line once the engines are loaded (sessions arriving earlier wait for them)."""
+    from voicecli.server.app import LocalServer
+
+    assert isinstance(server, LocalServer)
+    if server.options.engine != "default":
+        return
+    await server.speech_ready()
+    loaded = server.preload()
+    took = ", ".join(f"{k} {v:.1f} s" for k, v in loaded.seconds.items())
+    failed = "; ".join(f"{k}: {v}" for k, v in loaded.errors.items())
+    err.write("voicecli serve: engines ready" + (f" ({took})" if took else "")
+              + (f"; FAILED {failed}" if failed else "") + "\n")
+    err.flush()
 
 
 # Commands in their own modules (plain functions; registered here, so they never import this module).

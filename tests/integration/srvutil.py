@@ -38,7 +38,8 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = 30 * UNIT) -> Any:
 
 
 def start_server(**overrides: Any) -> ServerThread:
-    opts: dict[str, Any] = {"port": 0, "tts": "tone", "enforce_realtime": False}
+    # engine "basic": the model-free engines (energy VAD, "[speech N s]"); tests/speech run the real ones
+    opts: dict[str, Any] = {"port": 0, "tts": "tone", "enforce_realtime": False, "engine": "basic"}
     opts.update(overrides)
     thread = ServerThread(ServerOptions(**opts))
     thread.start()

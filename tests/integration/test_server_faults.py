@@ -52,7 +52,7 @@ def test_faults_parse() -> None:
 def test_bad_fault_or_scenario_in_query_is_refused(srv: ServerThread) -> None:
     async def main() -> None:
         for query, param in [("fault=explode", "fault"), ("scenario=no_such_scenario", "scenario"),
-                             ("tts=piper", "tts")]:
+                             ("tts=flite", "tts")]:
             async with client(srv.url, query=query) as c:
                 error = await c.recv()
                 assert error["code"] == "invalid_value" and error["param"] == param

@@ -157,7 +157,7 @@ def test_malformed_input_keeps_session_open(srv: ServerThread) -> None:
     run(main())
 
 
-def test_greeting_full_cycle_paced_at_real_time(srv: ServerThread) -> None:
+def test_greeting_full_cycle_paced_ahead_of_real_time(srv: ServerThread) -> None:
     greeting = "Hello there, this is the local test server speaking."
 
     async def main() -> None:
@@ -187,7 +187,10 @@ def test_greeting_full_cycle_paced_at_real_time(srv: ServerThread) -> None:
             chunks = [e for e in got if e["type"] == "reply.audio"]
             assert all(len(base64.b64decode(e["data"])) <= 40 * 48 for e in chunks)
             span = chunks[-1]["timestamp"] - chunks[0]["timestamp"]
-            assert span >= duration - 0.2 - 0.04 - 0.05  # real-time pacing with a 200 ms lead
+            opts = srv.options   # 2x real time, never more than reply_lead_ms ahead
+            paced = max(duration / opts.reply_speedup, duration - opts.reply_lead_ms / 1000)
+            assert span >= paced - 0.04 - 0.05
+            assert span < duration - 0.1   # ahead of real time, as live services send
     run(main())
 
 

@@ -54,7 +54,8 @@ def test_espeak_speech_makes_a_scripted_user_turn_and_reply() -> None:
     async def main() -> None:
         async with client(thread.url, query="scenario=echo") as c:
             ready = await c.start(session)
-            await c.send_pcm(espeak_speech("hello there how are you doing today"))
+            # at real-time pace: transcription runs beside the input, a partial arrives while speaking
+            await c.send_pcm(espeak_speech("hello there how are you doing today"), realtime=True)
             got = await c.until("reply.done")
             user = assert_user_turn(got, "hello there")
             assert [e["text"] for e in got if e["type"] == "transcript.user.delta"] == ["hello"]
@@ -73,9 +74,9 @@ def test_espeak_speech_makes_a_scripted_user_turn_and_reply() -> None:
         thread.stop()
 
 
-def test_default_engine_turn_reports_speech_duration(srv: ServerThread) -> None:
+def test_basic_engine_turn_reports_speech_duration(srv: ServerThread) -> None:
     async def main() -> None:
-        async with client(srv.url) as c:  # engine "default": DurationSTT + DefaultBrain
+        async with client(srv.url) as c:  # engine "basic": DurationSTT + DefaultBrain
             await c.start()
             await c.send_pcm(tone_speech("one two three four five six"))
             got = await c.until("reply.audio")  # the deltas' early burst comes before the audio

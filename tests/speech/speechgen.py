@@ -50,6 +50,15 @@ def espeak(voice: str, wpm: int = 175) -> Synth:
     return lambda text: tts.synthesize(text, voice).pcm
 
 
+def espeak_plain(language: str, wpm: int = 175) -> Synth:
+    """espeak-ng's own voice ``language`` with no variant and its default pitch (``en`` is espeak-ng's
+    default voice), as ``espeak-ng -v en`` speaks it."""
+    from voicecli.server.tts import EspeakVoice
+
+    tts = EspeakTTS(wpm=wpm, espeak_voice=EspeakVoice(language, "", 50))
+    return lambda text: tts.synthesize(text).pcm
+
+
 def piper() -> Synth:
     from voicecli.speech.piper import PiperTTS
 
@@ -62,6 +71,9 @@ VOICES: dict[str, Callable[[], Synth]] = {
     "espeak en-us 140": lambda: espeak("george", 140),
     "espeak en-us 140 m4": lambda: espeak("michael", 140),
     "espeak en-us 175 f": lambda: espeak("alba"),
+    "espeak en (plain default)": lambda: espeak_plain("en"),
+    "espeak en-us (plain)": lambda: espeak_plain("en-us"),
+    "espeak en-us 140 (plain)": lambda: espeak_plain("en-us", 140),
     "piper joe": piper,
 }
 

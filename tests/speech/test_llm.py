@@ -82,8 +82,8 @@ def test_tool_call_deltas_assembled(llm: OpenAIDouble) -> None:
     text = "".join(i.text for i in items if isinstance(i, TextDelta))
     calls = [i for i in items if isinstance(i, ToolCallRequest)]
     assert text == "Let me check."
-    assert calls == [ToolCallRequest("call_a", "get_weather", {"city": "Paris", "days": 2}),
-                     ToolCallRequest("call_b", "get_time", {"zone": "Europe/Paris"})]
+    assert calls == [ToolCallRequest("get_weather", {"city": "Paris", "days": 2}, "call_a"),
+                     ToolCallRequest("get_time", {"zone": "Europe/Paris"}, "call_b")]
     assert isinstance(items[-1], ToolCallRequest)  # calls come after all text
     assert llm.requests[0].body["tools"] == openai_tools([WEATHER])
 
@@ -98,7 +98,7 @@ def test_openai_tools_shape() -> None:
 
 
 def test_follow_up_messages_round_trip(llm: OpenAIDouble) -> None:
-    call = ToolCallRequest("call_a", "get_weather", {"city": "Paris"})
+    call = ToolCallRequest("get_weather", {"city": "Paris"}, "call_a")
     msgs = [*MESSAGES, assistant_message("", [call]), tool_message("call_a", "sunny")]
     llm.script(Answer("It is sunny."))
     items = collect(stream_chat(endpoint(llm), msgs, [WEATHER], timeout_s=unit(10)))

@@ -631,3 +631,70 @@ def test_scripted_reply_create_and_cancel() -> None:
     h.produce(third, audio_ms=400, complete=False)
     got = h.send({"type": "reply.cancel", "reply_id": third.reply_id})
     assert events(got)[-1].status == "interrupted"
+
+
+# -- speculative final transcript (silero's silence_since_ms contract) ------------------------------
+
+class SpecDetector(FakeDetector):
+    """FakeDetector that also says where the current in-turn silence began (silero.py's contract)."""
+
+    @property
+    def silence_since_ms(self) -> float | None:
+        return self.t_ms - self.quiet_ms if self.in_speech and self.quiet_ms > 0 else None
+
+    @property
+    def silence_ms(self) -> float:
+        return self.quiet_ms if self.in_speech else 0.0
+
+
+class SpecHarness(Harness):
+    """Transcribe effects are held (as if the worker were busy) until :meth:`finish` runs them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.agent.make_engines = lambda: Engines(SpecDetector(), FakeSTT(), DefaultBrain(), __import__(
+            "voicecli.server.tts", fromlist=["ToneTTS"]).ToneTTS())
+        self.held: list[Transcribe] = []
+
+    def run(self, effects: list[Effect]) -> list[Effect]:
+        self.held += [e for e in effects if isinstance(e, Transcribe) and e.final]
+        return super().run([e for e in effects if not (isinstance(e, Transcribe) and e.final)])
+
+    def finish(self, text: str = "hello there") -> list[Effect]:
+        out: list[Effect] = []
+        held, self.held = self.held, []
+        for e in held:
+            out += self.run(self.agent.transcribed(e.item_id, text, True, self.now, at_ms=e.at_ms))
+        return out
+
+
+def test_the_final_starts_when_silence_begins_and_is_used_when_the_turn_ends_there() -> None:
+    h = SpecHarness()
+    h.start()
+    h.audio(600, True)
+    h.audio(120, False)                       # 100 ms of silence: the speculative final starts
+    assert [e.at_ms for e in h.held] == [600.0]
+    early = h.finish()                        # back before the turn ended: kept, not sent
+    assert "transcript.user" not in types(early)
+    out = h.audio(200, False)                 # the turn ends where that silence began
+    assert types(out)[:2] == ["input.speech.stopped", "transcript.user"]
+    assert h.held == [] and stats(h)["speculative_finals_used"] == 1
+
+
+def test_a_speculative_final_is_dropped_when_speech_resumes() -> None:
+    h = SpecHarness()
+    h.start()
+    h.audio(600, True)
+    h.audio(120, False)
+    first = h.held[0]
+    h.audio(300, True)                        # speech resumed: that transcript is stale
+    h.audio(120, False)                       # a new silence: a new speculative final
+    assert [e.at_ms for e in h.held] == [600.0, 1020.0]
+    stale = h.run(h.agent.transcribed(first.item_id, "hello", True, h.now, at_ms=first.at_ms))
+    assert "transcript.user" not in types(stale)
+    h.held = h.held[1:]
+    out = h.audio(200, False)                 # stopped before the result: it becomes the final
+    assert types(out) == ["input.speech.stopped"]
+    done = h.finish("hello there again")
+    assert types(done)[0] == "transcript.user"
+    assert events(done)[0].text == "hello there again"

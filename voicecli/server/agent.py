@@ -74,12 +74,13 @@ from .effects import (
     Transcribe,
     Wire,
 )
-from .engines import Speech, WordTiming
+from .engines import Brain, BrainError, Speech, StreamingBrain, WordTiming
 from .options import ServerOptions
 from .replies import TOOLS_TIMER, Replies
 from .session import Engines, Session, new_id
 from .turns import PARTIAL_EVERY_MS, PREROLL_MS, AudioBuffer, RateLimiter, UserTurn
 
+SPECULATE_AFTER_MS = 100  # silence before a speculative final starts (not every pause between words)
 READY_GAP_S = 0.02  # session.updated arrives ~20 ms before session.ready [L] (protocol.md 4.2)
 READY_TIMER, GREETING_TIMER = "ready", "greeting"
 
@@ -105,8 +106,10 @@ class AgentSession:
 
     def __init__(self, options: ServerOptions, *, owner: str, max_session_duration_s: int | None,
                  make_engines: Callable[[], Engines], lookup: Callable[[str], Session | None],
-                 mint_resume: Callable[[str, str], str], connected: float) -> None:
+                 mint_resume: Callable[[str, str], str], connected: float,
+                 make_brain: Callable[[Any], Brain | StreamingBrain] | None = None) -> None:
         self.options = options
+        self.make_brain = make_brain   # a session's own ``llm`` entry (5.2) -> its brain
         self.owner = owner
         self.max_session_duration_s = max_session_duration_s
         self.make_engines = make_engines
@@ -123,6 +126,11 @@ class AgentSession:
         self.turn: UserTurn | None = None
         self.interrupt_at_ms: float | None = None
         self._finals: dict[str, tuple[float, float]] = {}   # item_id -> (start_ms, end_ms)
+        # speculative final (silero's silence_since_ms contract): (item_id, silence start) asked,
+        # its text once back, and whether the turn ended there (then that text is the final)
+        self._spec: tuple[str, float] | None = None
+        self._spec_text: str | None = None
+        self._spec_final = False
 
     # -- plumbing -------------------------------------------------------------------------
     def _require_session(self) -> Session:
@@ -226,9 +234,19 @@ class AgentSession:
         if problems:
             self._error(problems[0].code, problems[0].message, problems[0].param, answer=False)
             return
+        brain = None
+        llm = update.get("llm")
+        if isinstance(llm, list) and llm and self.make_brain is not None:
+            try:
+                brain = self.make_brain(llm[0])   # one entry (6.9); [] = the server's own brain
+            except ValueError as exc:
+                self._error("invalid_value", str(exc), "llm", answer=False)
+                return
         session_id = new_id("sess_")
         config = resolve_config(session_id, update)
         engines = self.make_engines()
+        if brain is not None:
+            engines.brain = brain
         engines.detector.configure(config["input"].get("turn_detection"))
         _configure_stt(engines, config)
         session = Session(session_id, self.owner, config, engines,
@@ -278,6 +296,9 @@ class AgentSession:
             return
         detector = self.make_engines().detector   # its audio clock restarts with this connection
         detector.configure(session.config["input"].get("turn_detection"))
+        close = getattr(session.engines.detector, "close", None)
+        if callable(close):
+            close()   # a silero detector returns its model to the pool
         session.engines.detector = detector
         session.resume_token = self.mint_resume(session.id, session.owner)
         session.stats["resumes"] += 1
@@ -363,13 +384,15 @@ class AgentSession:
             if event.kind == "started":
                 self._speech_started(event.at_ms, now)
             else:
-                self._speech_stopped(event.at_ms)
+                self._speech_stopped(event.at_ms, now)
         now_ms = self.buffer.end_ms
+        self._speculate(detector)
         if self.turn is not None and detector.in_speech:
             if self.interrupt_at_ms is not None and now_ms >= self.interrupt_at_ms:
                 self.interrupt_at_ms = None
                 self.replies.interrupt(now)
-            if now_ms - self.turn.last_partial_ms >= PARTIAL_EVERY_MS:
+            silent = getattr(detector, "silence_since_ms", None) is not None   # nothing new to hear,
+            if not silent and now_ms - self.turn.last_partial_ms >= PARTIAL_EVERY_MS:   # and the final runs
                 self.turn.last_partial_ms = now_ms
                 self.wire.do(Transcribe(self.turn.item_id, self.buffer.slice(self.turn.start_ms, now_ms),
                                         final=False))
@@ -393,28 +416,68 @@ class AgentSession:
         else:
             self.replies.interrupt(now)
 
-    def _speech_stopped(self, at_ms: float) -> None:
-        """``input.speech.stopped``, then the final transcript in a worker (6.2)."""
+    def _speculate(self, detector: Any) -> None:
+        """Start the final transcript as soon as silence begins (audio-lab 7.5), on detectors that
+        say when (``silence_since_ms``); drop it when speech resumes."""
+        since = getattr(detector, "silence_since_ms", None)
+        turn = self.turn
+        if turn is None or self._spec_final:
+            return
+        if since is None or (self._spec is not None and self._spec != (turn.item_id, since)):
+            self._spec, self._spec_text = None, None      # speech resumed: throw it away
+        if since is not None and self._spec is None and \
+                float(getattr(detector, "silence_ms", 0.0)) >= SPECULATE_AFTER_MS:
+            self._spec = (turn.item_id, since)
+            self.stats["speculative_finals"] += 1
+            self.wire.do(Transcribe(turn.item_id, self.buffer.slice(turn.start_ms, since), final=True,
+                                    at_ms=since))
+
+    def _speech_stopped(self, at_ms: float, now: float) -> None:
+        """``input.speech.stopped``, then the final transcript in a worker (6.2): the speculative
+        one when it was started at this very silence."""
         turn, self.turn, self.interrupt_at_ms = self.turn, None, None
         if turn is None:
             return
         self.wire.send(InputSpeechStopped())
         self._finals[turn.item_id] = (turn.start_ms, at_ms)
-        self.wire.do(Transcribe(turn.item_id, self.buffer.slice(turn.start_ms, at_ms), final=True))
+        if self._spec == (turn.item_id, at_ms):
+            self.stats["speculative_finals_used"] += 1
+            if self._spec_text is not None:
+                text, self._spec, self._spec_text = self._spec_text, None, None
+                self._final(turn.item_id, text, now)
+            else:
+                self._spec_final = True   # the result still to come is the final
+        else:
+            self._spec, self._spec_text = None, None
+            self.wire.do(Transcribe(turn.item_id, self.buffer.slice(turn.start_ms, at_ms), final=True))
         self.buffer.trim(at_ms - PREROLL_MS)
 
-    def transcribed(self, item_id: str, text: str, final: bool, now: float) -> list[Effect]:
+    def transcribed(self, item_id: str, text: str, final: bool, now: float,
+                    at_ms: float | None = None) -> list[Effect]:
         """A ``Transcribe`` finished: a cumulative delta (if it changed), or the final transcript
-        and the reply to it (suppressed while a hold tool runs, 6.5)."""
-        session = self._require_session()
+        and the reply to it (suppressed while a hold tool runs, 6.5). ``at_ms``: a speculative
+        final's silence start (kept, used or dropped, see :meth:`_speculate`)."""
+        self._require_session()
         if self.state is not ConnState.READY:
             return self.wire.drain()
+        if at_ms is not None:
+            if self._spec != (item_id, at_ms):
+                return self.wire.drain()          # speech resumed since: stale
+            if not self._spec_final:
+                self._spec_text = text            # the turn is still open: keep it for the stop
+                return self.wire.drain()
+            self._spec, self._spec_final = None, False
         if not final:
             turn = self.turn
             if turn is not None and turn.item_id == item_id and text and text != turn.last_partial_text:
                 turn.last_partial_text = text
                 self.replies.user_transcript(TranscriptUserDelta(item_id, text))
             return self.wire.drain()
+        self._final(item_id, text, now)
+        return self.wire.drain()
+
+    def _final(self, item_id: str, text: str, now: float) -> None:
+        session = self._require_session()
         start_ms, end_ms = self._finals.pop(item_id, (0.0, 0.0))
         self.replies.user_transcript(TranscriptUser(item_id, text))
         self.stats["user_turns"] += 1
@@ -423,7 +486,6 @@ class AgentSession:
         session.turn_index += 1
         if not self.replies.holding:
             self.replies.enqueue("turn", ctx=ctx, now=now)
-        return self.wire.drain()
 
     # -- what the reply pipeline produced (pipeline.py) ------------------------------------
     def reply_live(self, reply_id: str) -> bool:
@@ -443,6 +505,11 @@ class AgentSession:
 
     def reply_tool_calls(self, reply_id: str, calls: list[Any]) -> list[Effect]:
         self.replies.tool_calls(reply_id, calls)
+        return self.wire.drain()
+
+    def reply_error(self, reply_id: str, error: BrainError) -> list[Effect]:
+        """The brain failed mid-reply: ``reply.error`` (4.15); the reply goes on (an apology)."""
+        self.replies.error(reply_id, error)
         return self.wire.drain()
 
     def reply_complete(self, reply_id: str, text: str, now: float) -> list[Effect]:

@@ -10,16 +10,22 @@ Per-connection URL query parameters (so one server can serve many tests):
 - ``token``: temporary token (protocol.md 1.2);
 - ``fault``: comma list merged over ``ServerOptions.faults`` (``Faults.parse`` syntax), e.g.
   ``?fault=drop-after-replies=1,unknown-events``;
-- ``scenario``: a scripted scenario name or TOML/JSON path; implies ``engine=scripted``;
-- ``engine``: ``default`` | ``scripted``; ``tts``: ``espeak`` | ``tone``.
+- ``scenario``: a scripted scenario name or TOML/JSON path; implies ``engine=scripted``
+  (``none``: no scenario, the default engines);
+- ``engine``: ``default`` | ``basic`` | ``scripted``; ``tts``: ``auto`` | ``piper`` | ``espeak`` | ``tone``.
 
 A bad ``fault``/``scenario``/``engine``/``tts`` value is answered after the upgrade with
 ``session.error{code:"invalid_value", param:<name>}`` and close 1008.
 
-Engines (``engine="default"``): EnergyTurnDetector + DurationSTT + DefaultBrain + EspeakTTS (or
-ToneTTS with ``tts="tone"``). Each connection is an :class:`~voicecli.server.agent.AgentSession`
-(the rules) driven by a :class:`~voicecli.server.pump.Pump` (the I/O); engine calls other than
-turn detection run in the server's worker threads (``workers.py``).
+Engines (``engine="default"``): the best installed ones (``voicecli.speech.available.detect``):
+silero VAD + whisper tiny.en + piper (espeak for British/accent voices) with the ``speech`` extra, else
+EnergyTurnDetector + DurationSTT + EspeakTTS; the brain is an :class:`~voicecli.server.llm_brain.LlmBrain`
+(the session's ``llm`` entry, else ``ServerOptions.llm_url``), else EchoBrain (with whisper) or
+DefaultBrain. ``engine="basic"``: the model-free engines. Models load once per process in the
+background from :meth:`LocalServer.start`; a connection that arrives first waits for them. Each
+connection is an :class:`~voicecli.server.agent.AgentSession` (the rules) driven by a
+:class:`~voicecli.server.pump.Pump` (the I/O); engine calls other than turn detection run in the
+server's worker threads (``workers.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -39,9 +45,10 @@ from voicecli.protocol.events import SessionError, encode_server_event
 
 from .agent import AgentSession
 from .auth import AuthFailure, Credentials
-from .engines import SpeechLike, TextToSpeech
+from .engines import Brain, SpeechLike, StreamingBrain, TextToSpeech, split_clauses
 from .faults import FaultyPump, refusing
 from .http import make_process_request
+from .llm_brain import EchoBrain, LlmBrain
 from .options import Faults, ServerOptions, check_choice
 from .pump import Pump
 from .registry import SessionRegistry
@@ -49,10 +56,15 @@ from .scripted import Scenario, ScenarioError, ScriptedEngine, load_scenario
 from .session import Engines, Session
 from .workers import SessionWorkers, make_pool
 
+if TYPE_CHECKING:
+    from voicecli.speech.available import Engines as SpeechEngines
+    from voicecli.speech.available import Preload
+
 log = logging.getLogger("voicecli.server")
 
 MAX_MESSAGE_BYTES = 2**20  # protocol.md 1.1 (inferred websockets default): 1 MiB, else close 1009
 DEFAULT_SCENARIO = "echo"
+NO_SCENARIO = "none"   # ?scenario=none: no scripted scenario, the default engines (and LLM, if set)
 
 
 class _Serialized:
@@ -71,22 +83,77 @@ class _Serialized:
         return getattr(self.tts, name)
 
 
-def make_tts(name: str) -> TextToSpeech:
-    """A TTS backend by name (``espeak`` | ``tone``)."""
+# Voices piper Joe (one US English voice) does not stand for: British and native-accent catalog
+# voices (protocol.md 5.6) keep espeak's matching accent; "espeak" / "espeak:<name>" ask for it.
+ESPEAK_ONLY_VOICES = frozenset({"anna", "charles", "paul", "vera", "sophie", "oliver", "lola", "giovanni",
+                                "juergen", "rafael", "estelle"})
+
+
+def wants_espeak(voice: str | None) -> bool:
+    name = (voice or "").strip().lower()
+    return name in ESPEAK_ONLY_VOICES or name == "espeak" or name.startswith("espeak:")
+
+
+class VoiceRouter:
+    """piper for most voices, espeak for the voices of :data:`ESPEAK_ONLY_VOICES` (and ``espeak``)."""
+
+    def __init__(self, piper: TextToSpeech, espeak: TextToSpeech) -> None:
+        self.piper, self.espeak = piper, espeak
+        self.split_clauses = getattr(piper, "split_clauses", None) or split_clauses
+
+    def synthesize(self, text: str, voice: str | None = None) -> SpeechLike:
+        if wants_espeak(voice):
+            name = (voice or "").partition(":")[2] if (voice or "").startswith("espeak") else voice
+            return self.espeak.synthesize(text, name or None)
+        return self.piper.synthesize(text, voice)
+
+
+def make_tts(name: str, speech: SpeechEngines | None = None) -> TextToSpeech:
+    """A TTS backend by name (``auto`` | ``piper`` | ``espeak`` | ``tone``)."""
     from .tts import EspeakTTS, ToneTTS
 
-    return ToneTTS() if check_choice("tts", name) == "tone" else EspeakTTS()
+    name = check_choice("tts", name)
+    if name == "tone":
+        return ToneTTS()
+    has_piper = speech is not None and speech.tts == "piper"
+    if name == "piper" and not has_piper:
+        raise ValueError("tts piper is not installed: pip install 'voicecli[speech]'")
+    if name == "espeak" or not has_piper:
+        return EspeakTTS()
+    from voicecli.speech.piper import PiperTTS
+
+    return VoiceRouter(PiperTTS(), EspeakTTS())
 
 
-def make_engines(engine: str, scenario: Scenario | None, tts: TextToSpeech) -> Engines:
-    """Fresh per-session engines (detectors and brains keep per-session state)."""
+def make_engines(engine: str, scenario: Scenario | None, tts: TextToSpeech,
+                 speech: SpeechEngines | None = None, llm: Any = None,
+                 llm_timeout_s: float = 15.0) -> Engines:
+    """Fresh per-session engines (detectors and brains keep per-session state). ``speech``: what
+    :func:`voicecli.speech.available.detect` found (None: nothing, or not wanted); ``llm``: an
+    :class:`~voicecli.speech.llm.LlmEndpoint` for the brain."""
     from .brain import DefaultBrain, DurationSTT
     from .vad import EnergyTurnDetector
 
     if engine == "scripted":
         scripted = ScriptedEngine(scenario or load_scenario(DEFAULT_SCENARIO))
         return Engines(EnergyTurnDetector(), scripted, scripted, tts)
-    return Engines(EnergyTurnDetector(), DurationSTT(), DefaultBrain(), tts)
+    if engine == "basic" or speech is None:
+        brain: Brain | StreamingBrain = DefaultBrain() if llm is None else LlmBrain(llm, llm_timeout_s)
+        return Engines(EnergyTurnDetector(), DurationSTT(), brain, tts)
+    if llm is not None:
+        brain = LlmBrain(llm, llm_timeout_s)
+    else:
+        brain = EchoBrain() if speech.stt == "whisper" else DefaultBrain()
+    return Engines(speech.turn_detector(), speech.speech_to_text(), brain, tts)
+
+
+def llm_endpoint(entry: Any) -> Any:
+    """A session's ``llm`` item -> LlmEndpoint (ValueError names the bad field)."""
+    from voicecli.speech.llm import LlmEndpoint
+
+    if not isinstance(entry, dict):
+        raise ValueError("llm items must be objects {base_url, model, api_key}")
+    return LlmEndpoint.from_config(entry)
 
 
 class LocalServer:
@@ -101,11 +168,58 @@ class LocalServer:
         self.credentials = Credentials(self.options.api_key)
         self.registry = SessionRegistry()
         self.registry.on_forget.append(self.credentials.forget_session)
+        self.registry.on_forget.append(self._release_engines)
         self.stats: Counter[str] = Counter()  # server-wide: connections, auth_failures, ...
         self._tts: dict[str, TextToSpeech] = {}
         self._pool = make_pool()
+        from voicecli.speech.available import detect
+
+        self.speech: SpeechEngines = detect()   # what is installed (no imports, no model loads)
+        self._preload: Preload | None = None
+        self.llm = None
+        if self.options.llm_url and self.options.llm_model:
+            from voicecli.speech.llm import LlmEndpoint
+
+            self.llm = LlmEndpoint(self.options.llm_url, self.options.llm_model, self.options.llm_api_key)
+        elif self.options.llm_url:
+            log.warning("voicecli server: an LLM url without a model name is ignored (VOICECLI_LLM_MODEL)")
         self._server: Server | None = None
         self._url: str | None = None
+
+    def engines_line(self) -> str:
+        """The one start-up line (stderr) saying which engines serve ``engine="default"``."""
+        sp, opts = self.speech, self.options
+        if opts.engine == "scripted":
+            return "engines: scripted scenarios (energy VAD, no STT, " + opts.tts + " TTS)"
+        basic = opts.engine == "basic"
+        tts = {"tone": "tone TTS (test double)", "espeak": "espeak TTS"}.get(opts.tts) or (
+            "piper joe (espeak for UK/accent voices)" if sp.tts == "piper" else "espeak TTS")
+        stt = "whisper tiny.en" if sp.stt == "whisper" and not basic else "no STT ([speech N s] placeholder)"
+        parts = ["silero VAD" if sp.vad == "silero" and not basic else "energy VAD", stt, tts]
+        if self.llm is not None:
+            parts.append(f"llm {self.llm.base_url} model {self.llm.model}")
+        elif stt.startswith("whisper"):
+            parts.append("no llm (replies repeat what was heard; add --llm-url URL --llm-model NAME)")
+        else:
+            parts.append("no llm (replies say how long you spoke)")
+        missing = not basic and (sp.vad != "silero" or sp.stt != "whisper" or sp.tts != "piper")
+        extras = ",".join(e for e, need in (("speech", missing), ("llm", not sp.llm)) if need)
+        hint = f" (pip install 'voicecli[{extras}]' for more)" if extras else ""
+        return "engines: " + ", ".join(parts) + hint
+
+    def preload(self) -> Preload:
+        """Load the speech models once per process, in the background (idempotent)."""
+        if self._preload is None:
+            from voicecli.speech.available import preload
+
+            self._preload = preload(self.speech, background=True)
+        return self._preload
+
+    async def speech_ready(self) -> None:
+        """Wait (off the loop) until the preloaded models are in; a session arriving first waits."""
+        loaded = self.preload()
+        if not loaded.done.is_set():
+            await asyncio.get_running_loop().run_in_executor(None, loaded.wait)
 
     @property
     def url(self) -> str:
@@ -117,12 +231,21 @@ class LocalServer:
     def session(self, session_id: str) -> Session | None:
         return self.registry.get(session_id)
 
+    def _release_engines(self, session_id: str) -> None:
+        """A session ended for good: its silero detector gives its model back to the pool."""
+        session = self.registry.get(session_id)
+        close = getattr(session.engines.detector, "close", None) if session is not None else None
+        if callable(close):
+            close()
+
     async def start(self) -> str:
         """Listen; returns the URL. Raises OSError if the address is taken."""
         if self._server is not None:
             return self.url
         if self.options.api_key is None:
             log.info("voicecli server: no API key set, accepting any key")
+        if self.options.engine == "default":
+            self.preload()
         self._server = await serve(
             self._handle, self.options.host, self.options.port,
             process_request=make_process_request(self.credentials), compression=None,
@@ -157,7 +280,7 @@ class LocalServer:
 
     def _tts_for(self, name: str) -> TextToSpeech:
         if name not in self._tts:
-            self._tts[name] = _Serialized(make_tts(name))
+            self._tts[name] = _Serialized(make_tts(name, self.speech))
         return self._tts[name]
 
     async def _refuse(self, ws: ServerConnection, code: str, message: str, param: str | None) -> None:
@@ -184,9 +307,15 @@ class LocalServer:
             await self._refuse(ws, "invalid_value", str(exc), exc.param)
             return
         faults, engine, scenario, tts = settings
+        speech = self.speech if engine == "default" else None
+        if speech is not None or tts in ("auto", "piper"):
+            await self.speech_ready()
+        opts = self.options
         agent = AgentSession(
-            self.options, owner=identity.owner, max_session_duration_s=identity.max_session_duration_s,
-            make_engines=lambda: make_engines(engine, scenario, self._tts_for(tts)),
+            opts, owner=identity.owner, max_session_duration_s=identity.max_session_duration_s,
+            make_engines=lambda: make_engines(engine, scenario, self._tts_for(tts), speech, self.llm,
+                                              opts.llm_timeout_s),
+            make_brain=lambda entry: LlmBrain(llm_endpoint(entry), opts.llm_timeout_s),
             lookup=refusing(faults, self.registry.resumable), mint_resume=self.credentials.mint_resume,
             connected=time.time(),
         )
@@ -208,12 +337,16 @@ class LocalServer:
             raise _BadQuery(str(exc), "fault") from exc
         name = query.get("scenario", [""])[0] or opts.scenario
         engine = (query.get("engine") or ["scripted" if query.get("scenario") else opts.engine])[0]
+        if name == NO_SCENARIO:   # e.g. VOICECLI_LOCAL_SCENARIO=none over a config's local_scenario
+            name, engine = None, (query.get("engine") or ["default"])[0]
         tts = (query.get("tts") or [opts.tts])[0]
         for what, value in (("engine", engine), ("tts", tts)):
             try:
                 check_choice(what, value)
             except ValueError as exc:
                 raise _BadQuery(str(exc), what) from exc
+        if tts == "piper" and self.speech.tts != "piper":
+            raise _BadQuery("tts piper is not installed: pip install 'voicecli[speech]'", "tts")
         scenario = None
         if engine == "scripted":
             try:

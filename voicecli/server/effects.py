@@ -84,12 +84,16 @@ class CancelReply:
 
 @dataclass(frozen=True, slots=True)
 class Transcribe:
-    """Run speech-to-text on ``pcm`` in a worker, then call ``AgentSession.transcribed``. The pump
-    runs it before the next client frame, so transcripts keep the order of the audio."""
+    """Run speech-to-text on ``pcm`` in a worker, then call ``AgentSession.transcribed`` (with
+    ``at_ms``). The pump does not wait for it before reading the next frame; it runs at most one
+    partial at a time and may skip partials to keep their CPU bounded (the agent drops results
+    that come too late). ``at_ms`` set: a speculative final on the audio up to that input time,
+    started when silence began (kept only if the turn ends there)."""
 
     item_id: str
     pcm: bytes
     final: bool
+    at_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from voicecli.protocol.constants import BYTES_PER_MS, RATE
 
 __all__ = [
-    "BYTES_PER_MS", "RATE", "Brain", "ReplyPiece", "ReplyPlan", "Speech", "SpeechLike", "SpeechToText",
+    "BYTES_PER_MS", "RATE", "Brain", "BrainError", "ReplyPiece", "ReplyPlan", "Speech", "SpeechLike",
+    "SpeechToText",
     "StreamingBrain", "TextDelta", "TextToSpeech", "ToolCallPlan", "ToolCallRequest", "ToolOutcome",
     "TurnContext", "TurnDetector", "TurnEvent", "WordTiming", "brain_stream", "split_clauses",
 ]
@@ -88,7 +89,19 @@ class TextDelta:
     text: str
 
 
-ReplyPiece = TextDelta | ToolCallRequest
+@dataclass(frozen=True, slots=True)
+class BrainError:
+    """The brain failed (e.g. its LLM endpoint): the pipeline sends ``reply.error`` (protocol.md
+    4.15) with these fields, then speaks ``apology``. Yielded last; nothing follows it."""
+
+    code: str
+    message: str
+    retryable: bool = False
+    status_code: int | None = None
+    apology: str = ""
+
+
+ReplyPiece = TextDelta | ToolCallRequest | BrainError
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,18 @@ server can serve many tests.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from voicecli.protocol.constants import RESUME_WINDOW_S
 
-ENGINES = ("default", "scripted")
-TTS_BACKENDS = ("espeak", "tone")
+# default: the best installed engines (voicecli/speech: silero, whisper, piper; an LLM if one is
+# configured); basic: energy VAD + "[speech N s]" placeholder, no models (fast tests); scripted.
+ENGINES = ("default", "basic", "scripted")
+# auto: piper when installed (espeak for voices it maps to espeak), else espeak; tone: test double.
+TTS_BACKENDS = ("auto", "piper", "espeak", "tone")
+LLM_URL_ENV, LLM_MODEL_ENV, LLM_KEY_ENV = "VOICECLI_LLM_URL", "VOICECLI_LLM_MODEL", "VOICECLI_LLM_API_KEY"
 
 
 def check_choice(what: str, value: str) -> str:
@@ -113,11 +118,21 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8765
     api_key: str | None = None
-    engine: Literal["default", "scripted"] = "default"
+    engine: Literal["default", "basic", "scripted"] = "default"
     scenario: str | None = None
-    tts: Literal["espeak", "tone"] = "espeak"
+    tts: Literal["auto", "piper", "espeak", "tone"] = "auto"
+    # The server-wide LLM brain (a session's own ``llm`` entry wins). Defaults from the environment
+    # (VOICECLI_LLM_URL / VOICECLI_LLM_MODEL / VOICECLI_LLM_API_KEY), so ``--local`` clients get it
+    # too; the key is never taken from a flag (shell history, ps) and never logged.
+    llm_url: str | None = field(default_factory=lambda: os.environ.get(LLM_URL_ENV) or None)
+    llm_model: str | None = field(default_factory=lambda: os.environ.get(LLM_MODEL_ENV) or None)
+    llm_api_key: str = field(default_factory=lambda: os.environ.get(LLM_KEY_ENV, ""), repr=False)
+    llm_timeout_s: float = 15.0
     resume_window_s: float = RESUME_WINDOW_S
-    reply_lead_ms: int = 200
+    # Reply audio goes out ``reply_speedup`` x faster than real time (the service imitation we test
+    # against sends at ~2x), never more than ``reply_lead_ms`` ahead of what the client has played.
+    reply_lead_ms: int = 3000
+    reply_speedup: float = 2.0
     reply_chunk_ms: int = 40
     enforce_realtime: bool = True
     burst_allowance_ms: int = 1000
@@ -131,6 +146,8 @@ class ServerOptions:
         check_choice("tts", self.tts)
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, not {self.port}")
+        if self.reply_speedup < 1.0:
+            raise ValueError("reply_speedup must be at least 1 (real time)")
         if self.reply_chunk_ms <= 0:
             raise ValueError("reply_chunk_ms must be positive")
         if self.reply_lead_ms < 0 or self.greeting_delay_ms < 0 or self.resume_window_s < 0:

@@ -14,7 +14,8 @@ One :func:`run_reply` task per reply, started by the pump for a
 4. the consumer (this task) reports each clause to the agent session (``reply.started`` with the
    first, then its word deltas, ahead of its audio; the first audio waits up to ``LOOKAHEAD_S``
    for the clauses after the first, so a quick TTS gives the early burst of deltas seen live) and
-   sends the audio in ``reply_chunk_ms`` chunks, at most ``reply_lead_ms`` ahead of real time;
+   sends the audio in ``reply_chunk_ms`` chunks, ``reply_speedup`` x real time (2x, as the live
+   service imitation does) but at most ``reply_lead_ms`` ahead of real time;
    then the tool calls, ~250 ms of quiet (still interruptible), and ``reply_complete``.
 
 The agent session decides what goes on the wire; an interrupted reply's task is cancelled by the
@@ -34,6 +35,7 @@ from .codec import bytes_per_ms, encode_output
 from .effects import Effect, ReplyJob
 from .engines import (
     BYTES_PER_MS,
+    BrainError,
     ReplyPiece,
     Speech,
     TextDelta,
@@ -58,6 +60,7 @@ class Clause:
     speech: Speech
     audio: bytes      # in the output encoding
     last: bool
+    error: BrainError | None = None   # set: no audio; send reply.error here, in order
 
 
 class ClauseCutter:
@@ -123,14 +126,24 @@ async def _produce(job: ReplyJob, session: Session, workers: SessionWorkers, out
             speech, audio = await workers.run(speak, part)
             await clauses.put(Clause(part, speech, audio, final and i == len(parts) - 1))
 
-    async for piece in _pieces(job, session, workers):
-        if isinstance(piece, ToolCallRequest):
-            calls.append(piece)
-        elif isinstance(piece, TextDelta) and piece.text:
-            text.append(piece.text)
-            await emit(cutter.push(piece.text), final=False)
-    await emit(cutter.flush(), final=True)
-    await clauses.put(None)
+    try:
+        async for piece in _pieces(job, session, workers):
+            if isinstance(piece, ToolCallRequest):
+                calls.append(piece)
+            elif isinstance(piece, TextDelta) and piece.text:
+                text.append(piece.text)
+                await emit(cutter.push(piece.text), final=False)
+            elif isinstance(piece, BrainError):   # what was said, reply.error, then the apology
+                await emit(cutter.flush(), final=False)
+                await clauses.put(Clause("", Speech(b"", ()), b"", False, piece))
+                if piece.apology:
+                    apology = (" " if text else "") + piece.apology
+                    text.append(apology)
+                    cutter.push(apology)
+                break
+        await emit(cutter.flush(), final=True)
+    finally:   # the consumer always gets its end mark, even when the brain or the TTS failed
+        await clauses.put(None)
 
 
 async def run_reply(job: ReplyJob, agent: AgentSession, workers: SessionWorkers, options: ServerOptions,
@@ -145,6 +158,7 @@ async def run_reply(job: ReplyJob, agent: AgentSession, workers: SessionWorkers,
     if encoding == "audio/pcm":
         chunk_bytes -= chunk_bytes % 2
     lead_s = options.reply_lead_ms / 1000.0
+    speedup = options.reply_speedup
     loop = asyncio.get_running_loop()
     clauses: asyncio.Queue[Clause | None] = asyncio.Queue(maxsize=4)
     calls: list[ToolCallRequest] = []
@@ -160,6 +174,9 @@ async def run_reply(job: ReplyJob, agent: AgentSession, workers: SessionWorkers,
             nonlocal done, offset_ms
             if clause is None:
                 done = True
+                return
+            if clause.error is not None:
+                await apply(agent.reply_error(rid, clause.error))
                 return
             await apply(agent.reply_speech(rid, clause.speech, offset_ms, clause.text, clause.last))
             offset_ms += len(clause.audio) / bpm
@@ -181,7 +198,8 @@ async def run_reply(job: ReplyJob, agent: AgentSession, workers: SessionWorkers,
                 if t_first is None:
                     t_first = loop.time()
                 else:
-                    delay = t_first + sent_ms / 1000.0 - lead_s - loop.time()
+                    at = max(t_first + sent_ms / 1000.0 / speedup, t_first + sent_ms / 1000.0 - lead_s)
+                    delay = at - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 sent_ms += len(chunk) / bpm

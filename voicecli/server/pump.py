@@ -72,6 +72,8 @@ class Pump:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._replies: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._partial_busy = False
+        self._next_partial_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -118,23 +120,18 @@ class Pump:
 
     # -- effects --------------------------------------------------------------------------
     async def apply(self, effects: list[Effect]) -> None:
-        """Run effects in order. Only ``Transcribe`` waits (for its worker); the effects it leads
-        to run before the rest of the list."""
-        rest = self._apply_now(effects)
-        while rest:
-            first, *tail = rest
-            assert isinstance(first, Transcribe)
-            await self._transcribe(first)
-            rest = self._apply_now(tail)
+        """Run effects in order, without waiting for anything (frames keep the order the agent
+        produced them in). Kept async for the reply pipeline and the fault pump."""
+        self._apply_now(effects)
 
     def _apply_now(self, effects: list[Effect]) -> list[Effect]:
-        """Run effects up to the first ``Transcribe`` without yielding (so frames keep the order
-        the agent produced them in); returns the rest, from that ``Transcribe`` on."""
-        for i, effect in enumerate(effects):
+        """Run effects without yielding. ``Transcribe`` starts a task: the next client frame is
+        read at once (whisper takes 0.1-0.3 s; waiting would stall input audio)."""
+        for effect in effects:
             if isinstance(effect, Send):
                 self.send_event(effect.event)
             elif isinstance(effect, Transcribe):
-                return effects[i:]
+                self._start_transcribe(effect)
             elif isinstance(effect, StartReply):
                 self._start_reply(effect.job)
             elif isinstance(effect, CancelReply):
@@ -188,17 +185,39 @@ class Pump:
 
     def _fire(self, name: str) -> None:
         self._timers.pop(name, None)
-        rest = self._apply_now(self.agent.timer(name, time.time()))
-        if rest:
-            self._spawn(self.apply(rest))
+        self._apply_now(self.agent.timer(name, time.time()))
+
+    def _start_transcribe(self, effect: Transcribe) -> None:
+        """Finals always run; a partial is skipped while another is in flight or before the STT's
+        ``next_partial_in_s`` (its CPU budget, whisper.py) has passed since the last one."""
+        if not effect.final:
+            if self._partial_busy or time.monotonic() < self._next_partial_at:
+                self.agent.stats["partials_skipped"] += 1
+                return
+            self._partial_busy = True
+        self._spawn(self._transcribe(effect))
 
     async def _transcribe(self, effect: Transcribe) -> None:
         session = self.agent.session
-        if session is None:
-            return
-        stt = session.engines.stt
-        text = await self.workers.run(stt.final if effect.final else stt.partial, effect.pcm)
-        await self.apply(self.agent.transcribed(effect.item_id, text, effect.final, time.time()))
+        try:
+            if session is None:
+                return
+            stt = session.engines.stt
+            try:
+                text = await self.workers.run(stt.final if effect.final else stt.partial, effect.pcm)
+            except Exception:
+                log.exception("speech-to-text failed")
+                if not effect.final:
+                    return
+                text = ""   # the turn still gets its transcript.user and a reply
+            if not effect.final:
+                wait = float(getattr(stt, "next_partial_in_s", 0.0) or 0.0)
+                self._next_partial_at = time.monotonic() + wait
+            self._apply_now(self.agent.transcribed(effect.item_id, text, effect.final, time.time(),
+                                                   at_ms=effect.at_ms))
+        finally:
+            if not effect.final:
+                self._partial_busy = False
 
     def _start_reply(self, job: ReplyJob) -> None:
         task = self._spawn(self._reply(job))

@@ -40,6 +40,7 @@ from voicecli.protocol.events import (
     RemoteProtocolError,
     ReplyAudio,
     ReplyDone,
+    ReplyError,
     ReplyStarted,
     ServerEvent,
     ToolCall,
@@ -49,7 +50,7 @@ from voicecli.protocol.events import (
 from voicecli.session.rules import DROP, CallState, ReplyState, Role
 
 from .effects import ArmTimer, CancelReply, CancelTimer, ReplyJob, StartReply, Wire
-from .engines import ToolCallRequest, ToolOutcome, TurnContext, WordTiming
+from .engines import BrainError, ToolCallRequest, ToolOutcome, TurnContext, WordTiming
 from .session import Session, new_id
 
 log = logging.getLogger("voicecli.server")
@@ -208,6 +209,15 @@ class Replies:
             live.t_first = now
         live.sent_ms += ms
         return self.wire.send(ReplyAudio(chunk, reply_id))
+
+    def error(self, reply_id: str, error: BrainError) -> None:
+        """``reply.error`` (4.15) after ``reply.started``; the reply then ends as usual."""
+        if self._current(reply_id) is None:
+            return
+        self.begin(reply_id)
+        self.session.stats["reply_errors"] += 1
+        self.wire.send(ReplyError(reply_id, error.code, error.message, error.retryable,
+                                  error.status_code))
 
     def tool_calls(self, reply_id: str, calls: Iterable[ToolCallRequest]) -> None:
         """The reply's ``tool.call`` events (4.14); a repeated ``call_id`` is sent again (seen

@@ -100,7 +100,7 @@ class EspeakVoice:
 
     @property
     def name(self) -> str:
-        return f"{self.language}+{self.variant}"
+        return f"{self.language}+{self.variant}" if self.variant else self.language
 
 
 def espeak_voice_for(voice: str | None) -> EspeakVoice:
@@ -336,15 +336,16 @@ class EspeakTTS:
     ``synthesize`` raises RuntimeError (saying what is missing) if libespeak-ng cannot be loaded.
     """
 
-    def __init__(self, wpm: int = DEFAULT_WPM) -> None:
+    def __init__(self, wpm: int = DEFAULT_WPM, espeak_voice: EspeakVoice | None = None) -> None:
         self.wpm = int(wpm)
+        self.espeak_voice = espeak_voice   # set: this espeak voice for every protocol voice (tests, bench)
 
     def synthesize(self, text: str, voice: str | None = None) -> Speech:
         text = clean_text(text)
         matches = list(_TOKEN.finditer(text))
         if not matches:
             return Speech(b"", ())
-        ev = espeak_voice_for(voice)
+        ev = self.espeak_voice or espeak_voice_for(voice)
         with _LOCK:
             samples, events = _engine().synth(text, ev, self.wpm)
         tokens = [m.group() for m in matches]

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicecli.server.engines import TextDelta, ToolCallRequest  # the one definition of each
+
 CONNECT_TIMEOUT_S = 5.0
 
 # LlmError codes (the server copies them into reply.error.code, protocol.md 4.15)
@@ -69,22 +71,6 @@ class LlmEndpoint:
                 raise ValueError(f"llm.{name} must be a non-empty string")
         api_key = entry.get("api_key")
         return cls(str(entry["base_url"]), str(entry["model"]), api_key if isinstance(api_key, str) else "")
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """The next piece of the assistant's text, in order (concatenate them)."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallRequest:
-    """A complete tool call: all argument deltas assembled and parsed (always a JSON object)."""
-
-    call_id: str
-    name: str
-    arguments: dict[str, Any]
 
 
 StreamItem = TextDelta | ToolCallRequest
@@ -171,7 +157,8 @@ def _finish_calls(parts: dict[int, _PartialCall]) -> list[ToolCallRequest]:
             raise LlmError(BAD_STREAM, f"tool {part.name!r}: arguments are not a JSON object", True)
         if not part.name:
             raise LlmError(BAD_STREAM, "a tool call without a name", True)
-        calls.append(ToolCallRequest(part.call_id or f"call_{uuid.uuid4().hex[:24]}", part.name, args))
+        calls.append(ToolCallRequest(name=part.name, arguments=args,
+                                     call_id=part.call_id or f"call_{uuid.uuid4().hex[:24]}"))
     return calls
 
 
