@@ -42,6 +42,27 @@ class Duplex(StrEnum):
     half = "half"
 
 
+class Echo(StrEnum):
+    aec = "aec"
+    half = "half"
+    off = "off"
+
+
+def echo_mode(echo: str | None, duplex: str | None) -> str:
+    """The chat's echo handling: ``echo`` if set; else the older ``duplex`` (half -> half, full -> off);
+    else ``aec`` where the echo canceller is installed, ``half`` otherwise. ``aec`` asked for without
+    the extra is a UsageError (exit 2) with the install line."""
+    from voicecli.audio import aec
+    from voicecli.errors import UsageError
+    if echo is None and duplex is not None:
+        return "half" if duplex == "half" else "off"
+    if echo is None:
+        return "aec" if aec.available() else "half"
+    if echo == "aec" and not aec.available():
+        raise UsageError("--echo aec needs the echo canceller, which is not installed", aec.INSTALL_HINT)
+    return echo
+
+
 InDevOpt = Annotated[str | None, typer.Option("--input-device", help="Microphone: index or part of the "
                                                                          "name (see `voicecli devices`).")]
 OutDevOpt = Annotated[str | None, typer.Option("--output-device", help="Speaker: index or part of the "
@@ -62,9 +83,12 @@ def chat(
     config: ConfigOpt = None,
     input_device: InDevOpt = None,
     output_device: OutDevOpt = None,
-    duplex: Annotated[Duplex | None, typer.Option("--duplex", help="full (talk over the agent: barge-in) "
-                                                     "or half (mic closed while the agent speaks; for "
-                                                     "speakers without headphones) [default: full].")] = None,
+    echo_opt: Annotated[Echo | None, typer.Option("--echo", help="aec (echo cancellation: talk over the "
+                                                  "agent on speakers), half (mic closed while the agent "
+                                                  "speaks) or off (headphones) [default: aec if installed, "
+                                                  "else half].")] = None,
+    duplex: Annotated[Duplex | None, typer.Option("--duplex", help="Older spelling: half = --echo half, "
+                                                     "full = --echo off.")] = None,
     prebuffer_ms: Annotated[int | None, typer.Option("--prebuffer-ms", min=0, max=2000, help="Agent audio "
                                                         f"buffered before playback starts [default: "
                                                         f"{DEFAULT_PREBUFFER_MS}].")] = None,
@@ -95,6 +119,7 @@ def chat(
                         greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
                         config_path=str(config) if config else None, input_device=input_device,
                         output_device=output_device, duplex=duplex.value if duplex else None,
+                        echo=echo_opt.value if echo_opt else None,
                         prebuffer_ms=prebuffer_ms, record_dir=str(record) if record else None)
 
     async def body() -> int:
@@ -103,7 +128,7 @@ def chat(
         record_dir = client.get("record_dir")
         prebuffer = client.get("prebuffer_ms")
         opts = ChatOptions(input_device=client.get("input_device"), output_device=client.get("output_device"),
-                           duplex=client.get("duplex") or "full",
+                           echo=echo_mode(client.get("echo"), client.get("duplex")),
                            prebuffer_ms=DEFAULT_PREBUFFER_MS if prebuffer is None else int(prebuffer),
                            chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
                            keys=not json_mode and env.keys, stdin=env.stdin)

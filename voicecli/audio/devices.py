@@ -189,6 +189,17 @@ def resolve_stream(spec: str | int | None, kind: str, sd: Any | None = None,
     return choose_settings(device, kind, probe_for(sd, device, kind, dtype))
 
 
+def _stream_time(time_info: Any, field: str, now: float) -> float:
+    """A PortAudio time-info field (stream clock) as ``time.monotonic()`` (``now`` when unknown)."""
+    try:
+        t, current = float(getattr(time_info, field)), float(time_info.currentTime)
+    except (AttributeError, TypeError, ValueError):
+        return now
+    if t <= 0.0 or current <= 0.0:
+        return now
+    return now + (t - current)
+
+
 def _portaudio_message(exc: BaseException) -> str:
     text = str(exc.args[0] if exc.args else exc)
     return text.strip() or type(exc).__name__
@@ -205,6 +216,8 @@ class _StreamBase:
         self.stream: Any = None
         self.blocks = 0                  # callbacks so far (the watchdog reads it)
         self.status_flags = 0            # callbacks that reported an over/underflow
+        self.underflows = 0              # the device's own flags (PortAudio callback status)
+        self.overflows = 0
         self.failure: str | None = None  # set from the callback thread; reported on the loop
         self._closing = False
         self._reported = False
@@ -231,6 +244,14 @@ class _StreamBase:
     def _finished(self) -> None:  # PortAudio thread: the stream became inactive
         if not self._closing:
             self.loop.call_soon_threadsafe(self._report, self.failure or "the stream stopped by itself")
+
+    def _count_status(self, status: Any) -> None:
+        """Callback thread: count the device's under/overflow flags (cheap attribute reads)."""
+        self.status_flags += 1
+        if getattr(status, "input_underflow", False) or getattr(status, "output_underflow", False):
+            self.underflows += 1
+        if getattr(status, "input_overflow", False) or getattr(status, "output_overflow", False):
+            self.overflows += 1
 
     def _fail_from_callback(self, exc: BaseException) -> None:
         self.failure = f"{type(exc).__name__}: {exc}"
@@ -261,8 +282,9 @@ class _StreamBase:
 
 class CaptureStream(_StreamBase):
     """A float32 callback InputStream. Blocks are copied and delivered on the loop as
-    ``on_blocks(blocks, captured_at)``: a list of ``(frames, channels)`` float32 arrays, oldest first,
-    and the ``time.monotonic()`` when PortAudio delivered the last one.
+    ``on_blocks(blocks, captured_at, adc_time)``: a list of ``(frames, channels)`` float32 arrays,
+    oldest first, the ``time.monotonic()`` when PortAudio delivered the last one, and the monotonic
+    time the first one's first frame was at the ADC (from PortAudio's time info; None if unknown).
 
     ``wake_frames``: the loop is woken only when the frames captured so far cross a multiple of it
     (the caller passes one ``input.audio`` chunk's worth at the device rate), so the loop wakes once
@@ -270,12 +292,14 @@ class CaptureStream(_StreamBase):
     keeps CPU low. ``wake_frames=0`` wakes for every block."""
 
     def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop,
-                 on_blocks: Callable[[list[np.ndarray], float], None], on_error: Callable[[str], None],
+                 on_blocks: Callable[[list[np.ndarray], float, float | None], None],
+                 on_error: Callable[[str], None],
                  blocksize: int, wake_frames: int = 0, sd: Any | None = None) -> None:
         super().__init__(settings, loop, on_error)
         self.on_blocks = on_blocks
         self.wake_frames = max(0, wake_frames)
         self._batch: list[np.ndarray] = []
+        self._batch_adc: float | None = None
         self._frames = 0
         self._next_wake = self.wake_frames
         self._sd = sd or backend()
@@ -286,7 +310,11 @@ class CaptureStream(_StreamBase):
         try:
             self.blocks += 1
             if status:
-                self.status_flags += 1
+                self._count_status(status)
+            now = time.monotonic()
+            if self._batch_adc is None:
+                # PortAudio's stream clock -> monotonic: the ADC time of this batch's first frame
+                self._batch_adc = _stream_time(time_info, "inputBufferAdcTime", now)
             self._batch.append(indata.copy())
             self._frames += frames
             if self._frames < self._next_wake:
@@ -294,7 +322,8 @@ class CaptureStream(_StreamBase):
             while self._next_wake <= self._frames:
                 self._next_wake += self.wake_frames or frames
             batch, self._batch = self._batch, []
-            self.loop.call_soon_threadsafe(self.on_blocks, batch, time.monotonic())
+            adc, self._batch_adc = self._batch_adc, None
+            self.loop.call_soon_threadsafe(self.on_blocks, batch, now, adc)
         except RuntimeError:   # the loop is closed: we are shutting down
             raise self._sd.CallbackAbort from None
         except Exception as exc:
@@ -303,12 +332,16 @@ class CaptureStream(_StreamBase):
 
 
 class PlaybackStream(_StreamBase):
-    """An int16 callback OutputStream fed only by ``buffer.pull_into(outdata)``."""
+    """An int16 callback OutputStream fed only by ``buffer.pull_into(outdata)``; with ``ring`` (a
+    :class:`~voicecli.audio.aec.FarEndRing`) each played block is also handed to it with its DAC time,
+    as the echo canceller's far-end reference."""
 
     def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop, buffer: Any,
-                 on_error: Callable[[str], None], blocksize: int, sd: Any | None = None) -> None:
+                 on_error: Callable[[str], None], blocksize: int, sd: Any | None = None,
+                 ring: Any | None = None) -> None:
         super().__init__(settings, loop, on_error)
         self.buffer = buffer
+        self.ring = ring
         self._sd = sd or backend()
         self._open(self._sd.OutputStream, dtype="int16", blocksize=blocksize, latency="low",
                    callback=self._callback)
@@ -317,8 +350,10 @@ class PlaybackStream(_StreamBase):
         try:
             self.blocks += 1
             if status:
-                self.status_flags += 1
+                self._count_status(status)
             self.buffer.pull_into(outdata)
+            if self.ring is not None:
+                self.ring.write(outdata, _stream_time(time_info, "outputBufferDacTime", time.monotonic()))
         except Exception as exc:
             outdata.fill(0)
             self._fail_from_callback(exc)
