@@ -36,8 +36,36 @@ DEVICES_HINT = "run `voicecli devices` to see them"
 FALLBACK_RATES = (48000, 44100, 24000, 32000, 16000, 96000, 22050, 8000)
 
 
+_alsa_handler: Any = None     # the installed no-op handler (kept alive: ALSA holds a C pointer to it)
+
+
+def silence_alsa() -> bool:
+    """Route ALSA's own messages (``ALSA lib pcm.c:...: underrun occurred``, which libasound writes to
+    the C-level stderr and which would garble the live view) to a no-op handler. The device's
+    under/overflows are still counted from the callbacks' status flags. True if installed; a machine
+    without libasound (macOS, Windows) has nothing to silence."""
+    global _alsa_handler
+    if _alsa_handler is not None:
+        return True
+    import ctypes
+    import ctypes.util
+    name = ctypes.util.find_library("asound") or "libasound.so.2"
+    try:
+        lib = ctypes.CDLL(name)
+        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                        ctypes.c_char_p)
+        handler = handler_type(lambda *_: None)
+        lib.snd_lib_error_set_handler(handler)
+    except (OSError, AttributeError):
+        return False
+    _alsa_handler = handler
+    return True
+
+
 def backend() -> Any:
-    """The ``sounddevice`` module, or AudioDeviceError (exit 6) when PortAudio cannot be loaded."""
+    """The ``sounddevice`` module, or AudioDeviceError (exit 6) when PortAudio cannot be loaded.
+    ALSA's messages are silenced first (:func:`silence_alsa`: PortAudio prints some at load time)."""
+    silence_alsa()
     try:
         import sounddevice
     except OSError as exc:
