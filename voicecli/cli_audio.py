@@ -64,9 +64,11 @@ def echo_mode(echo: str | None, duplex: str | None) -> str:
 
 
 InDevOpt = Annotated[str | None, typer.Option("--input-device", help="Microphone: index or part of the "
-                                                                         "name (see `voicecli devices`).")]
+                                                 "name, or a sound server source's description "
+                                                 "(see `voicecli devices`).")]
 OutDevOpt = Annotated[str | None, typer.Option("--output-device", help="Speaker: index or part of the "
-                                                                           "name (see `voicecli devices`).")]
+                                                   "name, or a sound server sink's description "
+                                                   "(see `voicecli devices`).")]
 
 
 def chat(
@@ -150,21 +152,27 @@ def devices(
     json_mode: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List audio devices: index, name, host API, channels, default rate; defaults marked."""
+    """List audio devices: index, name, host API, channels, default rate; defaults marked. On
+    PulseAudio/PipeWire also the sound server's sources and sinks (pick them by description)."""
     from voicecli.audio import devices as dev
     from voicecli.errors import AudioDeviceError
 
     env = environment(ctx)
 
     async def body() -> int:
+        from voicecli.audio import soundserver
         found = dev.list_devices()
+        server = soundserver.list_server_devices()
         if json_mode:
-            echo(env, json.dumps({"devices": [d.to_dict() for d in found]}, ensure_ascii=False))
+            echo(env, json.dumps({"devices": [d.to_dict() for d in found],
+                                  "sound_server": [d.to_dict() for d in server]}, ensure_ascii=False))
         elif env.stdout_isatty:
-            _devices_table(env, found)
+            _devices_table(env, found, server)
         else:
             for d in found:
                 echo(env, "\t".join(_device_row(d)))
+            for s in server:
+                echo(env, "\t".join(_server_row(s)))
         if not found:
             raise AudioDeviceError("no audio devices found", "is PulseAudio/PipeWire running for this user? "
                                                              "is a sound card present?")
@@ -172,6 +180,11 @@ def devices(
 
     raise typer.Exit(run_command(body, env, debug))
 
+
+def _server_row(s: Any) -> list[str]:
+    return ["-", s.description, "sound server", "1" if s.kind == "input" else "0",
+            "1" if s.kind == "output" else "0", str(s.rate),
+            (f"default {s.kind}" if s.default else "") + (f" ({s.name})" if s.name != s.description else "")]
 
 
 def _device_row(d: Any) -> list[str]:
@@ -181,7 +194,7 @@ def _device_row(d: Any) -> list[str]:
             f"{d.default_samplerate:.0f}", marks]
 
 
-def _devices_table(env: Environment, found: list[Any]) -> None:
+def _devices_table(env: Environment, found: list[Any], server: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
     table = Table(box=None, header_style="bold")
@@ -189,6 +202,8 @@ def _devices_table(env: Environment, found: list[Any]) -> None:
         table.add_column(col, justify="right" if col in ("index", "in", "out", "default rate") else "left")
     for d in found:
         table.add_row(*_device_row(d))
+    for sd in server:
+        table.add_row(*_server_row(sd))
     Console(file=env.stdout, highlight=False, markup=False, no_color=env.no_color).print(table)
 
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from voicecli.audio import soundserver
 from voicecli.errors import AudioDeviceError
 
 PORTAUDIO_HINT = ("install PortAudio: apt-get install libportaudio2 (Debian/Ubuntu), "
@@ -209,23 +210,65 @@ def probe_for(sd: Any, device: DeviceInfo, kind: str, dtype: str) -> Probe:
     return supports
 
 
+def select_with_server(devices: Sequence[DeviceInfo], spec: str | int | None, kind: str,
+                       server: Callable[[], Sequence[soundserver.ServerDevice]]) -> DeviceInfo:
+    """:func:`select_device`, then, for a name no PortAudio device has, the sound server's sources
+    or sinks (``server()``, asked only then) by description or name with the same rules. A server
+    device is opened through PortAudio's ``pulse`` (else ``default``) PCM, routed to it
+    (:func:`~voicecli.audio.soundserver.route`); the returned DeviceInfo carries its description
+    and native rate."""
+    try:
+        return select_device(devices, spec, kind)
+    except AudioDeviceError as exc:
+        text = "" if spec is None else str(spec).strip()
+        if not text or text.lstrip("-").isdigit() or " devices match " in exc.message:
+            raise
+        listed = list(server())
+        found = soundserver.match(listed, text, kind)
+        names = [d.description for d in listed if d.kind == kind]
+        if not found:
+            if names:
+                exc.hint = (exc.hint or "").replace(f"; {DEVICES_HINT}", "") + \
+                    "; sound server: " + ", ".join(repr(n) for n in names[:6]) + \
+                    (f" and {len(names) - 6} more" if len(names) > 6 else "") + f"; {DEVICES_HINT}"
+            raise
+        if len(found) > 1:
+            raise AudioDeviceError(f"{len(found)} sound server {kind}s match {text!r}: "
+                                   + ", ".join(repr(d.description) for d in found[:6]),
+                                   "use a longer part of the description, or its name "
+                                   f"({', '.join(d.name for d in found[:6])})") from None
+        via = [d for d in devices if d.has(kind) and d.name == "pulse"] or \
+              [d for d in devices if d.has(kind) and d.name == "default"]
+        if not via:
+            raise AudioDeviceError(f"{found[0].description!r} is a sound server {kind}, but PortAudio has "
+                                   "no 'pulse' device to reach it", "install libasound2-plugins") from None
+        soundserver.route(found[0])
+        return replace(via[0], name=found[0].description,
+                       default_samplerate=float(found[0].rate or via[0].default_samplerate))
+
+
 def resolve_stream(spec: str | int | None, kind: str, sd: Any | None = None,
                    dtype: str = "float32") -> StreamSettings:
-    """Select the device for ``spec`` and the settings to open it with (see the two functions)."""
+    """Select the device for ``spec`` (:func:`select_with_server`) and the settings to open it with
+    (:func:`choose_settings`)."""
     sd = sd or backend()
-    device = select_device(list_devices(sd), spec, kind)
+    device = select_with_server(list_devices(sd), spec, kind, soundserver.list_server_devices)
     return choose_settings(device, kind, probe_for(sd, device, kind, dtype))
 
 
 def _stream_time(time_info: Any, field: str, now: float) -> float:
-    """A PortAudio time-info field (stream clock) as ``time.monotonic()`` (``now`` when unknown)."""
-    try:
-        t, current = float(getattr(time_info, field)), float(time_info.currentTime)
-    except (AttributeError, TypeError, ValueError):
-        return now
-    if t <= 0.0 or current <= 0.0:
-        return now
-    return now + (t - current)
+    """A PortAudio time-info field (``inputBufferAdcTime``/``outputBufferDacTime``) on PortAudio's own
+    clock, which both streams of one host API share. Read raw, not mapped to ``time.monotonic()``
+    in the callback: the callback may wait for the GIL, and that wait would show up as jitter in the
+    echo canceller's alignment. 0 (not provided) falls back to ``currentTime``, then to ``now``."""
+    for name in (field, "currentTime"):
+        try:
+            t = float(getattr(time_info, name))
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if t > 0.0:
+            return t
+    return now
 
 
 def _portaudio_message(exc: BaseException) -> str:
@@ -311,8 +354,9 @@ class _StreamBase:
 class CaptureStream(_StreamBase):
     """A float32 callback InputStream. Blocks are copied and delivered on the loop as
     ``on_blocks(blocks, captured_at, adc_time)``: a list of ``(frames, channels)`` float32 arrays,
-    oldest first, the ``time.monotonic()`` when PortAudio delivered the last one, and the monotonic
-    time the first one's first frame was at the ADC (from PortAudio's time info; None if unknown).
+    oldest first, the ``time.monotonic()`` when PortAudio delivered the last one, and the time the
+    first one's first frame was at the ADC (PortAudio's clock, from its time info; the output stream
+    gives the echo canceller's ring DAC times on the same clock).
 
     ``wake_frames``: the loop is woken only when the frames captured so far cross a multiple of it
     (the caller passes one ``input.audio`` chunk's worth at the device rate), so the loop wakes once
@@ -340,8 +384,7 @@ class CaptureStream(_StreamBase):
             if status:
                 self._count_status(status)
             now = time.monotonic()
-            if self._batch_adc is None:
-                # PortAudio's stream clock -> monotonic: the ADC time of this batch's first frame
+            if self._batch_adc is None:     # the ADC time of this batch's first frame
                 self._batch_adc = _stream_time(time_info, "inputBufferAdcTime", now)
             self._batch.append(indata.copy())
             self._frames += frames
