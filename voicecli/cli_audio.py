@@ -42,10 +42,33 @@ class Duplex(StrEnum):
     half = "half"
 
 
+class Echo(StrEnum):
+    aec = "aec"
+    half = "half"
+    off = "off"
+
+
+def echo_mode(echo: str | None, duplex: str | None) -> str:
+    """The chat's echo handling: ``echo`` if set; else the older ``duplex`` (half -> half, full -> off);
+    else ``aec`` where the echo canceller is installed, ``half`` otherwise. ``aec`` asked for without
+    the extra is a UsageError (exit 2) with the install line."""
+    from voicecli.audio import aec
+    from voicecli.errors import UsageError
+    if echo is None and duplex is not None:
+        return "half" if duplex == "half" else "off"
+    if echo is None:
+        return "aec" if aec.available() else "half"
+    if echo == "aec" and not aec.available():
+        raise UsageError("--echo aec needs the echo canceller, which is not installed", aec.INSTALL_HINT)
+    return echo
+
+
 InDevOpt = Annotated[str | None, typer.Option("--input-device", help="Microphone: index or part of the "
-                                                                         "name (see `voicecli devices`).")]
+                                                 "name, or a sound server source's description "
+                                                 "(see `voicecli devices`).")]
 OutDevOpt = Annotated[str | None, typer.Option("--output-device", help="Speaker: index or part of the "
-                                                                           "name (see `voicecli devices`).")]
+                                                   "name, or a sound server sink's description "
+                                                   "(see `voicecli devices`).")]
 
 
 def chat(
@@ -62,9 +85,12 @@ def chat(
     config: ConfigOpt = None,
     input_device: InDevOpt = None,
     output_device: OutDevOpt = None,
-    duplex: Annotated[Duplex | None, typer.Option("--duplex", help="full (talk over the agent: barge-in) "
-                                                     "or half (mic closed while the agent speaks; for "
-                                                     "speakers without headphones) [default: full].")] = None,
+    echo_opt: Annotated[Echo | None, typer.Option("--echo", help="aec (echo cancellation: talk over the "
+                                                  "agent on speakers), half (mic closed while the agent "
+                                                  "speaks) or off (headphones) [default: aec if installed, "
+                                                  "else half].")] = None,
+    duplex: Annotated[Duplex | None, typer.Option("--duplex", help="Older spelling: half = --echo half, "
+                                                     "full = --echo off.")] = None,
     prebuffer_ms: Annotated[int | None, typer.Option("--prebuffer-ms", min=0, max=2000, help="Agent audio "
                                                         f"buffered before playback starts [default: "
                                                         f"{DEFAULT_PREBUFFER_MS}].")] = None,
@@ -95,6 +121,7 @@ def chat(
                         greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
                         config_path=str(config) if config else None, input_device=input_device,
                         output_device=output_device, duplex=duplex.value if duplex else None,
+                        echo=echo_opt.value if echo_opt else None,
                         prebuffer_ms=prebuffer_ms, record_dir=str(record) if record else None)
 
     async def body() -> int:
@@ -103,7 +130,7 @@ def chat(
         record_dir = client.get("record_dir")
         prebuffer = client.get("prebuffer_ms")
         opts = ChatOptions(input_device=client.get("input_device"), output_device=client.get("output_device"),
-                           duplex=client.get("duplex") or "full",
+                           echo=echo_mode(client.get("echo"), client.get("duplex")),
                            prebuffer_ms=DEFAULT_PREBUFFER_MS if prebuffer is None else int(prebuffer),
                            chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
                            keys=not json_mode and env.keys, stdin=env.stdin)
@@ -125,21 +152,27 @@ def devices(
     json_mode: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List audio devices: index, name, host API, channels, default rate; defaults marked."""
+    """List audio devices: index, name, host API, channels, default rate; defaults marked. On
+    PulseAudio/PipeWire also the sound server's sources and sinks (pick them by description)."""
     from voicecli.audio import devices as dev
     from voicecli.errors import AudioDeviceError
 
     env = environment(ctx)
 
     async def body() -> int:
+        from voicecli.audio import soundserver
         found = dev.list_devices()
+        server = soundserver.list_server_devices()
         if json_mode:
-            echo(env, json.dumps({"devices": [d.to_dict() for d in found]}, ensure_ascii=False))
+            echo(env, json.dumps({"devices": [d.to_dict() for d in found],
+                                  "sound_server": [d.to_dict() for d in server]}, ensure_ascii=False))
         elif env.stdout_isatty:
-            _devices_table(env, found)
+            _devices_table(env, found, server)
         else:
             for d in found:
                 echo(env, "\t".join(_device_row(d)))
+            for s in server:
+                echo(env, "\t".join(_server_row(s)))
         if not found:
             raise AudioDeviceError("no audio devices found", "is PulseAudio/PipeWire running for this user? "
                                                              "is a sound card present?")
@@ -147,6 +180,11 @@ def devices(
 
     raise typer.Exit(run_command(body, env, debug))
 
+
+def _server_row(s: Any) -> list[str]:
+    return ["-", s.description, "sound server", "1" if s.kind == "input" else "0",
+            "1" if s.kind == "output" else "0", str(s.rate),
+            (f"default {s.kind}" if s.default else "") + (f" ({s.name})" if s.name != s.description else "")]
 
 
 def _device_row(d: Any) -> list[str]:
@@ -156,7 +194,7 @@ def _device_row(d: Any) -> list[str]:
             f"{d.default_samplerate:.0f}", marks]
 
 
-def _devices_table(env: Environment, found: list[Any]) -> None:
+def _devices_table(env: Environment, found: list[Any], server: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
     table = Table(box=None, header_style="bold")
@@ -164,6 +202,8 @@ def _devices_table(env: Environment, found: list[Any]) -> None:
         table.add_column(col, justify="right" if col in ("index", "in", "out", "default rate") else "left")
     for d in found:
         table.add_row(*_device_row(d))
+    for sd in server:
+        table.add_row(*_server_row(sd))
     Console(file=env.stdout, highlight=False, markup=False, no_color=env.no_color).print(table)
 
 

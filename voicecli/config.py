@@ -32,7 +32,7 @@ DEFAULT, FILE, PROFILE, ENV, FLAG = range(5)
 
 # key -> kind. Kinds: str, bool, int, num, strs (list of strings), device (int or str), table (any).
 CONNECTION_KEYS = {"url": "str", "api_key": "str", "local": "bool", "local_scenario": "str"}
-CLIENT_KEYS = {"input_device": "device", "output_device": "device", "duplex": "str",
+CLIENT_KEYS = {"input_device": "device", "output_device": "device", "duplex": "str", "echo": "str",
                "prebuffer_ms": "int", "record_dir": "str"}
 FORMAT = {"encoding": "str", "sample_rate": "int"}
 SESSION_KEYS: dict[str, str] = {
@@ -60,6 +60,7 @@ ENV_VARS = {
     "VOICECLI_SYSTEM_PROMPT": "system_prompt", "VOICECLI_GREETING": "greeting",
     "VOICECLI_VOICE": "output.voice", "VOICECLI_INPUT_DEVICE": "input_device",
     "VOICECLI_OUTPUT_DEVICE": "output_device", "VOICECLI_DUPLEX": "duplex",
+    "VOICECLI_ECHO": "echo",
     "VOICECLI_PREBUFFER_MS": "prebuffer_ms", "VOICECLI_RECORD_DIR": "record_dir",
 }
 
@@ -89,6 +90,7 @@ class CommonFlags:
     input_device: str | int | None = _flag("input_device", "--input-device")
     output_device: str | int | None = _flag("output_device", "--output-device")
     duplex: str | None = _flag("duplex", "--duplex")
+    echo: str | None = _flag("echo", "--echo")
     prebuffer_ms: int | None = _flag("prebuffer_ms", "--prebuffer-ms")
     record_dir: str | None = _flag("record_dir", "--record")
 

@@ -143,6 +143,9 @@ def check_client(eff: Effective) -> None:
     duplex = eff.get("duplex")
     if duplex is not None and duplex not in ("full", "half"):
         raise _key_error(eff, "duplex", f"must be full or half, not {duplex!r}")
+    echo = eff.get("echo")
+    if echo is not None and echo not in ("aec", "half", "off"):
+        raise _key_error(eff, "echo", f"must be aec, half or off, not {echo!r}")
     pre = eff.get("prebuffer_ms")
     if pre is not None and not 0 <= pre <= 2000:
         raise _key_error(eff, "prebuffer_ms", "must be between 0 and 2000")

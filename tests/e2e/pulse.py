@@ -86,6 +86,24 @@ class VirtualAudio:
             time.sleep(0.1)
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def add_echo(self, delay_ms: int = 40, gain_db: float = -15.0) -> int:
+        """An acoustic echo path like a laptop's: the speaker's monitor looped back into the mic feed
+        (``module-loopback``, ``delay_ms`` latency) at ``gain_db``. Returns the module index."""
+        module = int(self.pactl("load-module", "module-loopback", "source=vspk.monitor", "sink=vmic_feed",
+                                f"latency_msec={delay_ms}", "source_dont_move=1", "sink_dont_move=1").strip())
+        index = None
+        for block in self.pactl("list", "sink-inputs").split("Sink Input #")[1:]:
+            if f"Owner Module: {module}\n" in block:
+                index = block.split("\n", 1)[0].strip()
+        if index is None:
+            self.pactl("unload-module", str(module), check=False)
+            raise RuntimeError("the echo loopback has no sink input")
+        self.pactl("set-sink-input-volume", index, f"{gain_db:g}dB")
+        return module
+
+    def remove_echo(self, module: int) -> None:
+        self.pactl("unload-module", str(module), check=False)
+
     def play(self, wav: str | os.PathLike[str]) -> subprocess.Popen[bytes]:
         """Speak ``wav`` into the virtual mic (``paplay --device=vmic_feed``); returns the process."""
         return subprocess.Popen(["paplay", "--device=vmic_feed", str(wav)], env=self.env)

@@ -57,7 +57,7 @@ def test_defaults_without_a_file() -> None:
     assert not eff.exists and eff.path.name == "config.toml" and "xdg" in str(eff.path)
     r = resolve(CommonFlags(api_key="k"))
     assert r.url == DEFAULT_URL and r.session == {} and r.tools == []
-    assert r.client == {"input_device": None, "output_device": None, "duplex": None, "prebuffer_ms": None,
+    assert r.client == {"input_device": None, "output_device": None, "duplex": None, "echo": None, "prebuffer_ms": None,
                         "record_dir": None, "url": DEFAULT_URL, "local_scenario": None}
 
 
@@ -168,6 +168,7 @@ callable = "mytools_settings:hello"
      r"line 4, key tools\[0\].timeout_seconds: .*between 1 and 300"),
     ('token = "abc"\n', r"line 1, key token: temporary tokens are single-use"),
     ('duplex = "quarter"\n', r"line 1, key duplex: must be full or half"),
+    ('echo = "loud"\n', r"line 1, key echo: must be aec, half or off"),
     ('url = "http://x"\n', r"line 1, key url: must start with ws:// or wss://"),
 ])
 def test_bad_files_name_path_line_and_key(tmp_path: Path, text: str, message: str) -> None:

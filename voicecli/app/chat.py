@@ -37,6 +37,7 @@ from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.recording import ChatRecorder
 from voicecli.app.toolcalls import ToolDispatcher
 from voicecli.audio import devices
+from voicecli.audio.aec import EchoCanceller, FarEndRing
 from voicecli.audio.jitter import JitterBuffer
 from voicecli.audio.pipeline import CapturePipeline
 from voicecli.errors import AudioDeviceError
@@ -59,6 +60,18 @@ from voicecli.ui.output import Output
 
 STALL_S = 2.0        # no device callback for this long = the device is gone
 TICK_S = 0.1         # captions, status, latency polling, watchdog
+ECHO_NOTICE = {
+    "aec": "echo: aec (echo cancellation on; you can talk over the agent)",
+    "half": "echo: half (half duplex: the mic is closed while the agent speaks)",
+    "off": "echo: off (full duplex without echo cancellation: use headphones)",
+}
+SELF_INTERRUPT_HINT = {   # by "is echo cancellation on"
+    False: "the agent keeps getting interrupted right after it starts speaking: the mic probably hears "
+           "the speaker. Use headphones, or run with --echo aec (or --echo half)",
+    True: "the agent keeps getting interrupted right after it starts speaking although echo cancellation "
+          "is on: it is not removing the speaker from the mic. Use headphones, lower the speaker volume, "
+          "or run with --echo half",
+}
 DEVICE_HINT = "check that the device is still connected (`voicecli devices`), then start the chat again"
 
 
@@ -66,7 +79,8 @@ DEVICE_HINT = "check that the device is still connected (`voicecli devices`), th
 class ChatOptions:
     input_device: str | None = None
     output_device: str | None = None
-    duplex: str = "full"            # full | half
+    echo: str = "off"               # aec (echo cancellation) | half (half duplex) | off (full duplex)
+    echo_guard_ms: int = 300        # aec: mic closed this long after each reply becomes audible
     prebuffer_ms: int = 60
     max_buffer_ms: int = 30000
     chunk_ms: int = 20
@@ -115,10 +129,13 @@ class _Chat:
         self.speaker = Speaker(self.buffer, out_s.rate, clock, self.recorder)
         self.conv = Conversation(runner.settings, self.output, clock=clock)
         self.conv.listeners.append(self.on_event)
+        self.ring = FarEndRing(out_s.rate) if opts.echo == "aec" else None
+        self.aec = EchoCanceller(self.ring, in_s.rate) if self.ring is not None else None
         self.mic = Mic(CapturePipeline(in_s.rate, in_s.channels, opts.chunk_ms), self.conv,
-                       half_duplex=opts.duplex == "half", hangover_ms=opts.hangover_ms, ptt=opts.ptt,
+                       half_duplex=opts.echo == "half", hangover_ms=opts.hangover_ms, ptt=opts.ptt,
                        recorder=self.recorder, agent_audible=lambda: self.buffer.audible,
-                       input_latency=lambda: self.in_stream.latency_s if self.in_stream else 0.0)
+                       input_latency=lambda: self.in_stream.latency_s if self.in_stream else 0.0,
+                       aec=self.aec, echo_guard_ms=opts.echo_guard_ms if self.aec else 0)
         self.tools = ToolDispatcher(self.conv, runner.runner)
         self.keys = KeyReader(self.on_key, opts.stdin)
         self.stop_requested = asyncio.Event()
@@ -157,12 +174,14 @@ class _Chat:
     def _open_streams(self, loop: asyncio.AbstractEventLoop) -> None:
         opts, in_s, out_s = self.opts, self.in_s, self.out_s
         self.out_stream = devices.PlaybackStream(out_s, loop, self.buffer, self._device_failed,
-                                                 max(64, out_s.rate * opts.out_block_ms // 1000), self.sd)
+                                                 max(64, out_s.rate * opts.out_block_ms // 1000), self.sd,
+                                                 ring=self.ring)
         self.in_stream = devices.CaptureStream(in_s, loop, self.mic.on_blocks, self._device_failed,
                                                max(64, in_s.rate * opts.in_block_ms // 1000),
                                                in_s.rate * opts.chunk_ms // 1000, self.sd)
         self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
-                           f"{out_s.device.name} ({out_s.rate} Hz); {opts.duplex} duplex", "debug")
+                           f"{out_s.device.name} ({out_s.rate} Hz)", "debug")
+        self.output.notice(ECHO_NOTICE[opts.echo], "info")
 
     def _outcome(self) -> ExitStatus:
         """The chat's result for the exit map: a device failure, the conversation's failure,
@@ -296,10 +315,8 @@ class _Chat:
         self.view.interrupted(rid, cut.played_ms)
         self.output.client_event("barge_in", reply_id=rid, played_ms=round(cut.played_ms, 1),
                                  flushed_ms=round(cut.flushed_ms, 1), trigger=trigger)
-        if self.opts.duplex == "full" and self.speaker.detector.should_warn():
-            self.output.notice("the agent keeps getting interrupted right after it starts speaking: the mic "
-                               "probably hears the speaker. Use headphones, or run with --duplex half",
-                               "warning")
+        if self.opts.echo != "half" and self.speaker.detector.should_warn():
+            self.output.notice(SELF_INTERRUPT_HINT[self.opts.echo == "aec"], "warning")
 
     # ------------------------------------------------------------------ ticker
 
@@ -364,9 +381,13 @@ class _Chat:
         s.gated = self.mic.half_duplex and not self.mic.gate.mic_open(now)
         s.buffer_ms = self.buffer.depth_ms
         s.underruns = self.buffer.stats.underruns
+        s.device_xruns = self._device_flags("underflows") + self._device_flags("overflows")
         last = self.speaker.latency.last
         if last is not None:
             s.last_total_ms, s.last_server_ms, s.last_local_ms = last.total_ms, last.server_ms, last.local_ms
+
+    def _device_flags(self, which: str) -> int:
+        return sum(getattr(s, which) for s in (self.in_stream, self.out_stream) if s is not None)
 
     def _summary(self) -> None:
         stats = self.buffer.stats
@@ -377,11 +398,15 @@ class _Chat:
             overflow_ms=round(stats.overflow_frames * 1000 / self.buffer.rate, 1),
             mic_dropped_ms=round(self.conv.dropped_audio_ms, 1),
             input_status_flags=self.in_stream.status_flags if self.in_stream else 0,
-            output_status_flags=self.out_stream.status_flags if self.out_stream else 0)
+            output_status_flags=self.out_stream.status_flags if self.out_stream else 0,
+            device_underflows=self._device_flags("underflows"),
+            device_overflows=self._device_flags("overflows"),
+            echo=self.opts.echo, **({"aec": self.aec.stats()} if self.aec else {}))
         if summary["turns"]:
             t, srv, loc = summary["total_ms"], summary["server_ms"], summary["local_ms"]
             self.output.notice(f"{summary['turns']} turn(s): end of speech -> agent heard p50 "
                                f"{t['p50']:.0f} ms, "
                                f"p95 {t['p95']:.0f} ms (server p50 {srv['p50']:.0f} ms + local p50 "
                                f"{loc['p50']:.0f} ms); {self.barge_ins} barge-in(s), {stats.underruns} "
-                               "underrun(s)", "info")
+                               f"underrun(s), device underflows {self._device_flags('underflows')}/"
+                               f"overflows {self._device_flags('overflows')}", "info")

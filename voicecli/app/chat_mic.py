@@ -3,7 +3,8 @@
 The PortAudio input callback hands blocks to the loop (``call_soon_threadsafe``, design.md 5);
 :meth:`Mic.on_blocks` runs there: it downmixes, resamples and cuts 20-50 ms chunks
 (:class:`~voicecli.audio.pipeline.CapturePipeline`), replaces them with silence while the mic is
-closed (muted, push-to-talk released, or the half-duplex gate shut), and queues them; the
+closed (muted, push-to-talk released, the half-duplex gate shut, or the echo guard of ``--echo aec``:
+the canceller's warm-up, ``echo_guard_ms`` after each reply becomes audible), and queues them; the
 :meth:`Mic.sender` task writes them once the session is ready. A full queue drops its oldest chunk
 (a stalled socket must not grow memory).
 """
@@ -17,6 +18,7 @@ import numpy as np
 
 from voicecli.app.conversation import Conversation
 from voicecli.app.recording import ChatRecorder
+from voicecli.audio.aec import EchoCanceller
 from voicecli.audio.gate import HalfDuplexGate
 from voicecli.audio.pipeline import CapturePipeline
 from voicecli.protocol.constants import RATE
@@ -29,8 +31,16 @@ class Mic:
 
     def __init__(self, capture: CapturePipeline, conv: Conversation, *, half_duplex: bool,
                  hangover_ms: int, ptt: bool, recorder: ChatRecorder | None,
-                 agent_audible: Callable[[], bool], input_latency: Callable[[], float]) -> None:
+                 agent_audible: Callable[[], bool], input_latency: Callable[[], float],
+                 aec: EchoCanceller | None = None, echo_guard_ms: int = 0) -> None:
         self.capture, self.conv, self.recorder = capture, conv, recorder
+        self.aec = aec
+        if aec is not None:
+            capture.processor = aec.process
+        self.echo_guard_s = echo_guard_ms / 1000.0
+        self._was_audible = False
+        self._guard_until = -1.0
+        self.guarded_chunks = 0
         self.half_duplex = half_duplex
         self.gate = HalfDuplexGate(hangover_ms)
         self.ptt = ptt
@@ -45,18 +55,28 @@ class Mic:
     def is_open(self, now: float) -> bool:
         if self.muted or not self.talking:
             return False
+        if now < self._guard_until:
+            return False
         return not self.half_duplex or self.gate.mic_open(now)
 
-    def on_blocks(self, blocks: list[np.ndarray], captured_at: float) -> None:
-        """Mic blocks, on the loop: resample, chunk, queue for sending (and record)."""
+    def on_blocks(self, blocks: list[np.ndarray], captured_at: float, adc_time: float | None = None) -> None:
+        """Mic blocks, on the loop: (cancel echo,) resample, chunk, queue for sending (and record)."""
+        frames = sum(b.shape[0] for b in blocks)
         if self._t0 is None:
-            frames = sum(b.shape[0] for b in blocks)
             self._t0 = captured_at - frames / self.capture.in_rate - self.input_latency()
+        audible = self.agent_audible()
         if self.half_duplex:
-            self.gate.update(captured_at, self.agent_audible())
+            self.gate.update(captured_at, audible)
+        if self.echo_guard_s and audible and not self._was_audible:
+            self._guard_until = captured_at + self.echo_guard_s
+        self._was_audible = audible
         is_open = self.is_open(captured_at)
+        if self.aec is not None:
+            self.aec.note_capture(adc_time, frames)
         for block in blocks:
             for pcm in self.capture.feed(block):
+                if not is_open and captured_at < self._guard_until:
+                    self.guarded_chunks += 1
                 self._queue(pcm if is_open else bytes(len(pcm)))
 
     def _queue(self, pcm: bytes) -> None:

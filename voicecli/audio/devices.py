@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from voicecli.audio import soundserver
 from voicecli.errors import AudioDeviceError
 
 PORTAUDIO_HINT = ("install PortAudio: apt-get install libportaudio2 (Debian/Ubuntu), "
@@ -36,8 +37,36 @@ DEVICES_HINT = "run `voicecli devices` to see them"
 FALLBACK_RATES = (48000, 44100, 24000, 32000, 16000, 96000, 22050, 8000)
 
 
+_alsa_handler: Any = None     # the installed no-op handler (kept alive: ALSA holds a C pointer to it)
+
+
+def silence_alsa() -> bool:
+    """Route ALSA's own messages (``ALSA lib pcm.c:...: underrun occurred``, which libasound writes to
+    the C-level stderr and which would garble the live view) to a no-op handler. The device's
+    under/overflows are still counted from the callbacks' status flags. True if installed; a machine
+    without libasound (macOS, Windows) has nothing to silence."""
+    global _alsa_handler
+    if _alsa_handler is not None:
+        return True
+    import ctypes
+    import ctypes.util
+    name = ctypes.util.find_library("asound") or "libasound.so.2"
+    try:
+        lib = ctypes.CDLL(name)
+        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                        ctypes.c_char_p)
+        handler = handler_type(lambda *_: None)
+        lib.snd_lib_error_set_handler(handler)
+    except (OSError, AttributeError):
+        return False
+    _alsa_handler = handler
+    return True
+
+
 def backend() -> Any:
-    """The ``sounddevice`` module, or AudioDeviceError (exit 6) when PortAudio cannot be loaded."""
+    """The ``sounddevice`` module, or AudioDeviceError (exit 6) when PortAudio cannot be loaded.
+    ALSA's messages are silenced first (:func:`silence_alsa`: PortAudio prints some at load time)."""
+    silence_alsa()
     try:
         import sounddevice
     except OSError as exc:
@@ -181,12 +210,65 @@ def probe_for(sd: Any, device: DeviceInfo, kind: str, dtype: str) -> Probe:
     return supports
 
 
+def select_with_server(devices: Sequence[DeviceInfo], spec: str | int | None, kind: str,
+                       server: Callable[[], Sequence[soundserver.ServerDevice]]) -> DeviceInfo:
+    """:func:`select_device`, then, for a name no PortAudio device has, the sound server's sources
+    or sinks (``server()``, asked only then) by description or name with the same rules. A server
+    device is opened through PortAudio's ``pulse`` (else ``default``) PCM, routed to it
+    (:func:`~voicecli.audio.soundserver.route`); the returned DeviceInfo carries its description
+    and native rate."""
+    try:
+        return select_device(devices, spec, kind)
+    except AudioDeviceError as exc:
+        text = "" if spec is None else str(spec).strip()
+        if not text or text.lstrip("-").isdigit() or " devices match " in exc.message:
+            raise
+        listed = list(server())
+        found = soundserver.match(listed, text, kind)
+        names = [d.description for d in listed if d.kind == kind]
+        if not found:
+            if names:
+                exc.hint = (exc.hint or "").replace(f"; {DEVICES_HINT}", "") + \
+                    "; sound server: " + ", ".join(repr(n) for n in names[:6]) + \
+                    (f" and {len(names) - 6} more" if len(names) > 6 else "") + f"; {DEVICES_HINT}"
+            raise
+        if len(found) > 1:
+            raise AudioDeviceError(f"{len(found)} sound server {kind}s match {text!r}: "
+                                   + ", ".join(repr(d.description) for d in found[:6]),
+                                   "use a longer part of the description, or its name "
+                                   f"({', '.join(d.name for d in found[:6])})") from None
+        via = [d for d in devices if d.has(kind) and d.name == "pulse"] or \
+              [d for d in devices if d.has(kind) and d.name == "default"]
+        if not via:
+            raise AudioDeviceError(f"{found[0].description!r} is a sound server {kind}, but PortAudio has "
+                                   "no 'pulse' device to reach it", "install libasound2-plugins") from None
+        soundserver.route(found[0])
+        return replace(via[0], name=found[0].description,
+                       default_samplerate=float(found[0].rate or via[0].default_samplerate))
+
+
 def resolve_stream(spec: str | int | None, kind: str, sd: Any | None = None,
                    dtype: str = "float32") -> StreamSettings:
-    """Select the device for ``spec`` and the settings to open it with (see the two functions)."""
+    """Select the device for ``spec`` (:func:`select_with_server`) and the settings to open it with
+    (:func:`choose_settings`)."""
     sd = sd or backend()
-    device = select_device(list_devices(sd), spec, kind)
+    device = select_with_server(list_devices(sd), spec, kind, soundserver.list_server_devices)
     return choose_settings(device, kind, probe_for(sd, device, kind, dtype))
+
+
+def _stream_time(time_info: Any, field: str, now: float) -> float:
+    """A PortAudio time-info field (``inputBufferAdcTime``/``outputBufferDacTime``) on PortAudio's own
+    clock, which both streams of one host API share. Read raw, not mapped to ``time.monotonic()``
+    in the callback: the callback may wait for the GIL, and that wait would show up as jitter in the
+    echo canceller's alignment. 0 (not provided) falls back to ``currentTime``, then to ``now``."""
+    for name in (field, "currentTime"):
+        try:
+            t = float(getattr(time_info, name))
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if t > 0.0:
+            return t
+    return now
 
 
 def _portaudio_message(exc: BaseException) -> str:
@@ -205,6 +287,8 @@ class _StreamBase:
         self.stream: Any = None
         self.blocks = 0                  # callbacks so far (the watchdog reads it)
         self.status_flags = 0            # callbacks that reported an over/underflow
+        self.underflows = 0              # the device's own flags (PortAudio callback status)
+        self.overflows = 0
         self.failure: str | None = None  # set from the callback thread; reported on the loop
         self._closing = False
         self._reported = False
@@ -231,6 +315,14 @@ class _StreamBase:
     def _finished(self) -> None:  # PortAudio thread: the stream became inactive
         if not self._closing:
             self.loop.call_soon_threadsafe(self._report, self.failure or "the stream stopped by itself")
+
+    def _count_status(self, status: Any) -> None:
+        """Callback thread: count the device's under/overflow flags (cheap attribute reads)."""
+        self.status_flags += 1
+        if getattr(status, "input_underflow", False) or getattr(status, "output_underflow", False):
+            self.underflows += 1
+        if getattr(status, "input_overflow", False) or getattr(status, "output_overflow", False):
+            self.overflows += 1
 
     def _fail_from_callback(self, exc: BaseException) -> None:
         self.failure = f"{type(exc).__name__}: {exc}"
@@ -261,8 +353,10 @@ class _StreamBase:
 
 class CaptureStream(_StreamBase):
     """A float32 callback InputStream. Blocks are copied and delivered on the loop as
-    ``on_blocks(blocks, captured_at)``: a list of ``(frames, channels)`` float32 arrays, oldest first,
-    and the ``time.monotonic()`` when PortAudio delivered the last one.
+    ``on_blocks(blocks, captured_at, adc_time)``: a list of ``(frames, channels)`` float32 arrays,
+    oldest first, the ``time.monotonic()`` when PortAudio delivered the last one, and the time the
+    first one's first frame was at the ADC (PortAudio's clock, from its time info; the output stream
+    gives the echo canceller's ring DAC times on the same clock).
 
     ``wake_frames``: the loop is woken only when the frames captured so far cross a multiple of it
     (the caller passes one ``input.audio`` chunk's worth at the device rate), so the loop wakes once
@@ -270,12 +364,14 @@ class CaptureStream(_StreamBase):
     keeps CPU low. ``wake_frames=0`` wakes for every block."""
 
     def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop,
-                 on_blocks: Callable[[list[np.ndarray], float], None], on_error: Callable[[str], None],
+                 on_blocks: Callable[[list[np.ndarray], float, float | None], None],
+                 on_error: Callable[[str], None],
                  blocksize: int, wake_frames: int = 0, sd: Any | None = None) -> None:
         super().__init__(settings, loop, on_error)
         self.on_blocks = on_blocks
         self.wake_frames = max(0, wake_frames)
         self._batch: list[np.ndarray] = []
+        self._batch_adc: float | None = None
         self._frames = 0
         self._next_wake = self.wake_frames
         self._sd = sd or backend()
@@ -286,7 +382,10 @@ class CaptureStream(_StreamBase):
         try:
             self.blocks += 1
             if status:
-                self.status_flags += 1
+                self._count_status(status)
+            now = time.monotonic()
+            if self._batch_adc is None:     # the ADC time of this batch's first frame
+                self._batch_adc = _stream_time(time_info, "inputBufferAdcTime", now)
             self._batch.append(indata.copy())
             self._frames += frames
             if self._frames < self._next_wake:
@@ -294,7 +393,8 @@ class CaptureStream(_StreamBase):
             while self._next_wake <= self._frames:
                 self._next_wake += self.wake_frames or frames
             batch, self._batch = self._batch, []
-            self.loop.call_soon_threadsafe(self.on_blocks, batch, time.monotonic())
+            adc, self._batch_adc = self._batch_adc, None
+            self.loop.call_soon_threadsafe(self.on_blocks, batch, now, adc)
         except RuntimeError:   # the loop is closed: we are shutting down
             raise self._sd.CallbackAbort from None
         except Exception as exc:
@@ -303,12 +403,16 @@ class CaptureStream(_StreamBase):
 
 
 class PlaybackStream(_StreamBase):
-    """An int16 callback OutputStream fed only by ``buffer.pull_into(outdata)``."""
+    """An int16 callback OutputStream fed only by ``buffer.pull_into(outdata)``; with ``ring`` (a
+    :class:`~voicecli.audio.aec.FarEndRing`) each played block is also handed to it with its DAC time,
+    as the echo canceller's far-end reference."""
 
     def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop, buffer: Any,
-                 on_error: Callable[[str], None], blocksize: int, sd: Any | None = None) -> None:
+                 on_error: Callable[[str], None], blocksize: int, sd: Any | None = None,
+                 ring: Any | None = None) -> None:
         super().__init__(settings, loop, on_error)
         self.buffer = buffer
+        self.ring = ring
         self._sd = sd or backend()
         self._open(self._sd.OutputStream, dtype="int16", blocksize=blocksize, latency="low",
                    callback=self._callback)
@@ -317,8 +421,10 @@ class PlaybackStream(_StreamBase):
         try:
             self.blocks += 1
             if status:
-                self.status_flags += 1
+                self._count_status(status)
             self.buffer.pull_into(outdata)
+            if self.ring is not None:
+                self.ring.write(outdata, _stream_time(time_info, "outputBufferDacTime", time.monotonic()))
         except Exception as exc:
             outdata.fill(0)
             self._fail_from_callback(exc)

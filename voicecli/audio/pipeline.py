@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from voicecli.audio.polyphase import PolyphaseResampler
 from voicecli.audio.resample import FrameChunker, pcm16_to_float
 from voicecli.protocol.constants import RATE, SAMPLE_BYTES
 
+F32 = npt.NDArray[np.float32]
 PROTOCOL_RATE = RATE   # the wire rate (protocol.md 3.2)
 SILENT_DB = -100.0
 
@@ -49,13 +51,15 @@ class CapturePipeline:
     level of the latest block (and sets ``peak``, its absolute peak 0..1) for the meter.
     """
 
-    def __init__(self, in_rate: int, channels: int, chunk_ms: int = 20) -> None:
+    def __init__(self, in_rate: int, channels: int, chunk_ms: int = 20,
+                 processor: Callable[[F32], F32] | None = None) -> None:
         if not 20 <= chunk_ms <= 100:
             raise ValueError("chunk_ms must be 20-100 (protocol.md 3.2)")
         self.in_rate = in_rate
         self.chunk_ms = chunk_ms
         self.resampler = PolyphaseResampler(in_rate, PROTOCOL_RATE, channels)
         self.chunker = FrameChunker(PROTOCOL_RATE * chunk_ms // 1000)
+        self.processor = processor          # e.g. the echo canceller, on the 24 kHz signal
         self.level_db = SILENT_DB
         self.peak = 0.0
         self.frames_in = 0
@@ -63,6 +67,8 @@ class CapturePipeline:
 
     def feed(self, block: npt.NDArray[Any]) -> list[bytes]:
         x = self.resampler.process(block)
+        if self.processor is not None:
+            x = self.processor(x)
         self.frames_in += int(block.shape[0])
         if x.size:
             self._last = x

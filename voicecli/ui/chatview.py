@@ -66,6 +66,7 @@ class ChatStatus:
     gated: bool = False                # half duplex: mic closed while the agent is audible
     buffer_ms: float = 0.0
     underruns: int = 0
+    device_xruns: int = 0              # the device's own under/overflow flags (PortAudio status)
     last_total_ms: float | None = None
     last_server_ms: float | None = None
     last_local_ms: float | None = None
@@ -187,7 +188,8 @@ def status_text(s: ChatStatus, listening: bool) -> str:
     else:
         mic = f"mic [{meter(s.level_db)}] {max(-99, round(s.level_db)):d} dB"
     parts.append(mic)
-    parts.append(f"buffer {s.buffer_ms:.0f} ms" + (f", {s.underruns} underruns" if s.underruns else ""))
+    parts.append(f"buffer {s.buffer_ms:.0f} ms" + (f", {s.underruns} underruns" if s.underruns else "")
+                 + (f", {s.device_xruns} device xruns" if s.device_xruns else ""))
     if s.last_total_ms is not None:
         parts.append(f"turn {s.last_total_ms:.0f} ms (server {s.last_server_ms:.0f} + "
                      f"local {s.last_local_ms:.0f})")

@@ -1,0 +1,206 @@
+"""Acoustic echo cancellation for ``voicecli chat --echo aec`` (issue 10).
+
+The canceller is WebRTC's audio processing module through ``livekit``'s ``rtc.AudioProcessingModule``
+(the optional ``aec`` extra). It is imported lazily, only when a chat runs with ``aec``
+(:func:`available` only asks importlib whether it is installed), so ``--help``, ``ask`` and ``serve``
+never load it.
+
+Far-end reference: the output callback writes every block it plays into a :class:`FarEndRing`
+(single producer, single consumer, no lock: the writer stores samples, then publishes the new write
+count and the block's DAC time; the reader checks the count again after copying). The mic side
+(:class:`EchoCanceller`, on the loop) processes 10 ms frames of 24 kHz mic audio; for each frame it
+takes the reference that was at the speaker's DAC when the frame's first sample was at the mic's
+ADC. Both times come from PortAudio's time info (``outputBufferDacTime``, ``inputBufferAdcTime``),
+mapped to ``time.monotonic()`` in each callback, so the alignment is the measured stream delay, not a
+constant. The reference is read contiguously (one frame per mic frame, so the canceller sees render
+and capture in lock step); when the input and output clocks drift apart and the read position is
+off by more than :data:`REALIGN_MS` it jumps back to the measured position (counted in
+``realigned``); the canceller's own delay estimator absorbs the acoustic path (and the sound
+server's unreported buffering) on top.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voicecli.audio.polyphase import PolyphaseResampler
+from voicecli.protocol.constants import RATE
+
+FRAME = RATE // 100          # the canceller works on 10 ms frames
+RING_S = 2.0                 # reference history kept (s)
+REALIGN_MS = 4.0             # re-anchor the reference when drift exceeds this
+INSTALL_HINT = "install the echo canceller: pip install 'voicecli[aec]'"
+
+
+def available() -> bool:
+    """Whether the AEC binding is installed (without importing it)."""
+    try:
+        return importlib.util.find_spec("livekit.rtc") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class FarEndRing:
+    """What the speaker played, at the output device rate, with the DAC time of the latest block.
+
+    Writer: the output callback (:meth:`write`). Reader: the loop (:meth:`read`, :meth:`frame_at`).
+    No lock: ``written`` and ``anchor`` are published after the samples (one attribute store each,
+    atomic under the GIL); a reader that was lapped gets None."""
+
+    def __init__(self, rate: int, seconds: float = RING_S) -> None:
+        self.rate = rate
+        self.size = int(rate * seconds)
+        self.data = np.zeros(self.size, dtype=np.int16)
+        self.written = 0                                   # frames written so far
+        self.anchor: tuple[int, float] | None = None       # (frame index, monotonic DAC time)
+
+    def write(self, block: npt.NDArray[Any], dac_time: float) -> None:
+        """Callback thread: ``block`` (frames, channels) int16 as played; ``dac_time`` = when its first
+        frame reaches the DAC (monotonic)."""
+        mono = block[:, 0] if block.ndim == 2 else block
+        n = mono.shape[0]
+        start = self.written % self.size
+        first = min(n, self.size - start)
+        self.data[start:start + first] = mono[:first]
+        if first < n:
+            self.data[:n - first] = mono[first:n]
+        self.anchor = (self.written, dac_time)
+        self.written += n
+
+    def frame_at(self, t: float) -> float | None:
+        """The (fractional) frame index that was at the DAC at monotonic time ``t``."""
+        anchor = self.anchor
+        if anchor is None:
+            return None
+        return anchor[0] + (t - anchor[1]) * self.rate
+
+    def read(self, start: int, n: int, out: npt.NDArray[np.int16]) -> bool:
+        """Copy frames ``[start, start + n)`` into ``out[:n]``; frames not written yet (or lost) are
+        zeros. False if the reader was lapped while copying."""
+        written = self.written
+        lo, hi = max(start, written - self.size), min(start + n, written)
+        out[:n] = 0
+        if hi > lo:
+            a, b = lo % self.size, (hi - 1) % self.size + 1
+            if a < b:
+                out[lo - start:hi - start] = self.data[a:b]
+            else:
+                k = self.size - a
+                out[lo - start:lo - start + k] = self.data[a:]
+                out[lo - start + k:hi - start] = self.data[:b]
+        return self.written - self.size <= lo
+
+
+class EchoCanceller:
+    """Removes the speaker's echo from 24 kHz mic audio (float32, any block size).
+
+    Contract: :meth:`note_capture` with each mic block's ADC time and length (device frames) before
+    :meth:`process` is given that block's resampled samples; :meth:`process` returns the same number
+    of samples, delayed by less than one 10 ms frame (:attr:`delay_s`)."""
+
+    def __init__(self, ring: FarEndRing, mic_rate: int, noise_suppression: bool = True) -> None:
+        # lazy, and through importlib so mypy gives one answer with or without the optional extra
+        rtc: Any = importlib.import_module("livekit.rtc")
+        self._rtc = rtc
+        self.apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=noise_suppression,
+                                             high_pass_filter=True, auto_gain_control=False)
+        self.ring = ring
+        self.mic_rate = mic_rate
+        self.ref_resampler = PolyphaseResampler(ring.rate, RATE)
+        self.ref_step = ring.rate / 100.0        # output-device frames per 10 ms
+        self._ref_pos: float | None = None       # next reference frame to read (output-device frames)
+        self._ref_buf = np.zeros(int(math.ceil(self.ref_step)) + 2, dtype=np.int16)
+        self._ref_q = np.zeros(0, dtype=np.float32)  # resampled reference not used yet
+        self._near = np.zeros(0, dtype=np.float32)    # mic samples waiting for a full frame
+        self._near_t: float | None = None        # ADC time of self._near[0]
+        self._adc: tuple[float, float] | None = None   # (mic device frame count, ADC time) latest
+        self._mic_frames = 0.0                  # mic device frames noted so far
+        self._near_total = 0                    # 24 kHz mic samples given to process()
+        self.frames = 0
+        self.realigned = 0
+        self.delay_ms = 0.0                      # last measured stream delay (DAC - ADC)
+        self.cost_s = 0.0                        # time spent in the canceller
+
+    @property
+    def delay_s(self) -> float:
+        return FRAME / RATE
+
+    def note_capture(self, adc_time: float | None, frames: int) -> None:
+        """A mic block of ``frames`` device frames whose first frame was at the ADC at ``adc_time``."""
+        if adc_time is not None:
+            self._adc = (self._mic_frames, adc_time)
+        self._mic_frames += frames
+
+    def _adc_time_of(self, sample: int) -> float | None:
+        """ADC time of the 24 kHz mic sample number ``sample``."""
+        if self._adc is None:
+            return None
+        frame, t = self._adc
+        return t + (sample * self.mic_rate / RATE - frame) / self.mic_rate
+
+    def process(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        t0 = time.perf_counter()
+        near = np.concatenate((self._near, x)) if self._near.size else x
+        n_frames = near.shape[0] // FRAME
+        out = np.empty(n_frames * FRAME, dtype=np.float32)
+        base = self._near_total - self._near.shape[0]
+        for i in range(n_frames):
+            frame = near[i * FRAME:(i + 1) * FRAME]
+            ref = self._reference(self._adc_time_of(base + i * FRAME))
+            out[i * FRAME:(i + 1) * FRAME] = self._cancel(frame, ref)
+        self._near = near[n_frames * FRAME:].copy()
+        self._near_total += x.shape[0]
+        self.cost_s += time.perf_counter() - t0
+        return out
+
+    def _reference(self, adc_time: float | None) -> npt.NDArray[np.int16]:
+        """The 10 ms of far-end audio played when the mic frame at ``adc_time`` was captured."""
+        want = self.ring.frame_at(adc_time) if adc_time is not None else None
+        if want is not None:
+            if self._ref_pos is None or abs(self._ref_pos - want) > REALIGN_MS * self.ring.rate / 1000:
+                if self._ref_pos is not None:
+                    self.realigned += 1
+                self._ref_pos = want
+                self.ref_resampler.reset()
+                self._ref_q = np.zeros(0, dtype=np.float32)
+            anchor = self.ring.anchor
+            if anchor is not None and adc_time is not None:
+                self.delay_ms = (anchor[1] - adc_time) * 1000.0
+        while self._ref_q.shape[0] < FRAME:
+            if self._ref_pos is None:
+                self._ref_q = np.concatenate((self._ref_q, np.zeros(FRAME, dtype=np.float32)))
+                break
+            start = int(self._ref_pos)
+            end = int(self._ref_pos + self.ref_step)
+            self._ref_pos += self.ref_step
+            n = end - start
+            if not self.ring.read(start, n, self._ref_buf):
+                self._ref_buf[:n] = 0
+            self._ref_q = np.concatenate((self._ref_q, self.ref_resampler.process(self._ref_buf[:n])))
+        ref, self._ref_q = self._ref_q[:FRAME], self._ref_q[FRAME:]
+        return _to_i16(ref)
+
+    def _cancel(self, near: npt.NDArray[np.float32], ref: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
+        rtc = self._rtc
+        far = rtc.AudioFrame(ref.tobytes(), RATE, 1, FRAME)
+        self.apm.process_reverse_stream(far)
+        frame = rtc.AudioFrame(_to_i16(near).tobytes(), RATE, 1, FRAME)
+        self.apm.set_stream_delay_ms(0)          # the reference is already time-aligned
+        self.apm.process_stream(frame)
+        self.frames += 1
+        return np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / np.float32(32768.0)
+
+    def stats(self) -> dict[str, Any]:
+        return {"frames": self.frames, "realigned": self.realigned, "delay_ms": round(self.delay_ms, 1),
+                "ms_per_frame": round(self.cost_s * 1000 / self.frames, 3) if self.frames else None}
+
+
+def _to_i16(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    out: npt.NDArray[np.int16] = np.clip(np.rint(x * np.float32(32768.0)), -32768, 32767).astype(np.int16)
+    return out

@@ -1,0 +1,92 @@
+"""The sound server's own devices (PulseAudio, or PipeWire through pipewire-pulse), issue 10.
+
+On such machines PortAudio sees only ALSA's ``pulse`` and ``default`` PCMs, not the sources and sinks
+people know by name ("VirtualMic", "USB Audio Headset"). :func:`list_server_devices` asks the server
+(``pactl list sources|sinks`` in the C locale, parsed as text so any pactl version works) and
+:func:`route` makes the next stream on the ``pulse`` PCM use one of them (``PULSE_SOURCE`` /
+``PULSE_SINK``, which libpulse reads when the ALSA plugin opens a stream). No pactl or no server:
+an empty list, and selection works on PortAudio's devices only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+PACTL_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDevice:
+    name: str            # the server's name (what PULSE_SOURCE/PULSE_SINK take)
+    description: str     # what people see ("VirtualMic")
+    kind: str            # input (a source) | output (a sink)
+    rate: int
+    channels: int
+    default: bool = False
+    monitor: bool = False    # a sink's monitor source (what the speaker plays)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "kind": self.kind, "rate": self.rate,
+                "channels": self.channels, "default": self.default, "monitor": self.monitor}
+
+
+def _pactl(*args: str) -> str | None:
+    if shutil.which("pactl") is None:
+        return None
+    try:
+        out = subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=PACTL_TIMEOUT_S,
+                             env=dict(os.environ, LC_ALL="C"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def parse_pactl(text: str, kind: str, default: str | None) -> list[ServerDevice]:
+    """Devices from ``pactl list sources`` (kind ``input``) or ``... sinks`` (``output``) text (pure)."""
+    devices = []
+    for block in re.split(r"^(?:Source|Sink) #\d+\s*$", text, flags=re.M)[1:]:
+        fields = dict(re.findall(r"^\t([A-Za-z ]+): (.*)$", block, flags=re.M))
+        name = fields.get("Name", "").strip()
+        if not name:
+            continue
+        spec = fields.get("Sample Specification", "")
+        rate = re.search(r"(\d+)Hz", spec)
+        ch = re.search(r"(\d+)ch", spec)
+        devices.append(ServerDevice(name, fields.get("Description", name).strip() or name, kind,
+                                    int(rate.group(1)) if rate else 0, int(ch.group(1)) if ch else 0,
+                                    name == default, fields.get("Monitor of Sink", "n/a").strip() != "n/a"))
+    return devices
+
+
+def list_server_devices() -> list[ServerDevice]:
+    """The sound server's sources (inputs) and sinks (outputs); empty when there is none."""
+    info = _pactl("info")
+    if info is None:
+        return []
+    defaults = dict(re.findall(r"^Default (Source|Sink): (.*)$", info, flags=re.M))
+    found = []
+    for kind, what in (("input", "sources"), ("output", "sinks")):
+        text = _pactl("list", what)
+        if text:
+            found += parse_pactl(text, kind, defaults.get("Source" if kind == "input" else "Sink"))
+    return found
+
+
+def match(devices: Sequence[ServerDevice], spec: str, kind: str) -> list[ServerDevice]:
+    """Devices of ``kind`` named by ``spec``: an exact description or server name (case-insensitive)
+    wins, else every device whose description contains it (the rules of PortAudio names)."""
+    usable = [d for d in devices if d.kind == kind]
+    needle = spec.strip().lower()
+    exact = [d for d in usable if needle in (d.description.lower(), d.name.lower())]
+    return exact or [d for d in usable if needle in d.description.lower()]
+
+
+def route(device: ServerDevice) -> None:
+    """Make streams opened from now on through the ``pulse`` PCM use ``device``."""
+    os.environ["PULSE_SOURCE" if device.kind == "input" else "PULSE_SINK"] = device.name
