@@ -51,6 +51,13 @@ def _srv(llm: OpenAIDouble) -> Iterator[ServerThread]:
     thread.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_script(llm: OpenAIDouble) -> None:
+    """Each test starts with an empty script (the double is shared by the module)."""
+    while not llm._queue.empty():
+        llm._queue.get_nowait()
+
+
 def session(**extra: Any) -> dict[str, Any]:
     return dict({"system_prompt": "You are terse.", "input": {"turn_detection": FAST_TD}}, **extra)
 
@@ -175,8 +182,8 @@ def test_each_llm_failure_gives_reply_error_and_an_apology(srv: ServerThread, ll
             seq = types(got)
             assert seq.index("reply.started") < seq.index("reply.error") < seq.index("reply.done")
             assert agent_text(got).endswith(APOLOGY) and got[-1]["status"] == "completed"
-            llm.script(Answer("Back again."))
             if behaviour is not None:     # the session is not hung: the next turn is answered
+                llm.script(Answer("Back again."))
                 assert agent_text(await turn(c)) == "Back again."
     run(main())
 
