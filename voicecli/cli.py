@@ -175,6 +175,8 @@ def ask(
         if not paths and not says:
             raise UsageError("nothing to ask", "give an audio file, - for one on standard input, "
                                                "or --say TEXT")
+        if any(not text.strip() for text in says):
+            raise UsageError("--say needs words", "e.g. --say \"what is the weather in Paris\"")
         _check_expect(expect or [], len(paths) + len(says))
         if save_reply is not None:
             check_writable(save_reply, "--save-reply")
@@ -291,6 +293,13 @@ def check_writable(path: Path, flag: str) -> None:
         raise UsageError(f"{flag} {path}: the folder {folder} does not exist", "create it first")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UsageError(f"{flag} {path} is not writable", "pick another path")
+    import tempfile
+    try:     # permissions say yes to root and on read-only or pseudo file systems: try it
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path} is not writable ({exc.strerror or exc})",
+                         "pick another path") from None
 
 
 # ------------------------------------------------------------------------------------------

@@ -323,11 +323,16 @@ def test_say_turns_are_synthesized_and_kept_in_order_with_files(scripted_server:
 def test_nothing_to_ask_is_a_usage_error() -> None:
     r = run_cli("ask", "--url", "ws://127.0.0.1:9/v1/ws", *KEY)
     assert r.code == 2 and "nothing to ask" in r.stderr
+    r = run_cli("ask", "--say", " ", "--url", "ws://127.0.0.1:9/v1/ws", *KEY)
+    assert r.code == 2 and "--say needs words" in r.stderr
 
 
 def test_save_reply_path_is_checked_before_connecting(tmp_path: Path) -> None:
     # the URL is unreachable: exit 2 (not 4) proves the path was checked first
-    for path, said in ((tmp_path / "missing" / "r.wav", "does not exist"), (tmp_path, "is a directory")):
+    cases = [(tmp_path / "missing" / "r.wav", "does not exist"), (tmp_path, "is a directory")]
+    if Path("/proc/self").is_dir():     # root may write anywhere, but not here: the check tries it
+        cases.append((Path("/proc/reply.wav"), "is not writable"))
+    for path, said in cases:
         r = run_cli("ask", HELLO, "--url", "ws://127.0.0.1:9/v1/ws", *KEY, "--save-reply", str(path))
         assert r.code == 2 and said in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
@@ -347,6 +352,9 @@ def test_record_dir_is_made_only_under_an_existing_folder(tmp_path: Path) -> Non
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="is not a directory"):
         prepare_dir(tmp_path / "file")
+    if Path("/proc/self").is_dir():
+        with pytest.raises(UsageError, match="is not writable"):
+            prepare_dir(Path("/proc/self"))
 
 
 def test_fast_pace_on_a_rate_checking_server_fails_the_turn_naming_the_violation(

@@ -95,4 +95,10 @@ def prepare_dir(directory: Path) -> Path:
                              hint) from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"--record {directory} is not writable", hint)
+    import tempfile
+    try:     # permissions say yes to root and on read-only or pseudo file systems: try it
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--record {directory} is not writable ({exc.strerror or exc})", hint) from None
     return directory
