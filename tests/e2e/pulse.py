@@ -90,7 +90,8 @@ class VirtualAudio:
         """An acoustic echo path like a laptop's: the speaker's monitor looped back into the mic feed
         (``module-loopback``, ``delay_ms`` latency) at ``gain_db``. Returns the module index."""
         module = int(self.pactl("load-module", "module-loopback", "source=vspk.monitor", "sink=vmic_feed",
-                                f"latency_msec={delay_ms}", "source_dont_move=1", "sink_dont_move=1").strip())
+                                f"latency_msec={delay_ms}", "adjust_time=0", "source_dont_move=1",
+                                "sink_dont_move=1").strip())
         index = None
         for block in self.pactl("list", "sink-inputs").split("Sink Input #")[1:]:
             if f"Owner Module: {module}\n" in block:

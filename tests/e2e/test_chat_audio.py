@@ -105,7 +105,9 @@ def test_barge_in_silences_the_speaker_and_drops_the_rest(vaudio: VirtualAudio, 
                                                           tmp_path: Path) -> None:
     spk = tmp_path / "speaker.raw"
     rec = vaudio.record_speaker(spk)
-    chat = ChatProc(vaudio.env, "--url", scripted_server.at(scenario="long"), *KEY, "--no-ui", "--json")
+    # the flush mechanics on a path without echo (--echo off); with AEC: tests/e2e/test_chat_echo.py
+    chat = ChatProc(vaudio.env, "--url", scripted_server.at(scenario="long"), *KEY, "--no-ui", "--json",
+                    "--echo", "off")
     try:
         chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
         vaudio.play(HELLO).wait(unit(10))

@@ -51,7 +51,7 @@ def test_playback_resamples_a_reply_whole_into_the_buffer() -> None:
         play.push(_pcm24(0.04), "r1")
     play.end("r1")
     assert play.received_frames["r1"] == 9600
-    assert abs(buf.depth_frames - 19200) <= 40          # 0.4 s at 48 kHz, plus the filter tail
+    assert abs(buf.depth_frames - 19200) <= 100         # 0.4 s at 48 kHz, plus the filter tail (1.6 ms)
     out = buf.pull(buf.depth_frames + 100)
     assert buf.stats.underruns == 0 and np.max(np.abs(out[2000:18000])) > 16000
 

@@ -10,13 +10,15 @@ Far-end reference: the output callback writes every block it plays into a :class
 count and the block's DAC time; the reader checks the count again after copying). The mic side
 (:class:`EchoCanceller`, on the loop) processes 10 ms frames of 24 kHz mic audio; for each frame it
 takes the reference that was at the speaker's DAC when the frame's first sample was at the mic's
-ADC. Both times come from PortAudio's time info (``outputBufferDacTime``, ``inputBufferAdcTime``),
-mapped to ``time.monotonic()`` in each callback, so the alignment is the measured stream delay, not a
+ADC. Both times come from PortAudio's time info (``outputBufferDacTime``, ``inputBufferAdcTime``, on
+PortAudio's clock, shared by the two streams), so the alignment is the measured stream delay, not a
 constant. The reference is read contiguously (one frame per mic frame, so the canceller sees render
-and capture in lock step); when the input and output clocks drift apart and the read position is
-off by more than :data:`REALIGN_MS` it jumps back to the measured position (counted in
-``realigned``); the canceller's own delay estimator absorbs the acoustic path (and the sound
-server's unreported buffering) on top.
+and capture in lock step); the measured position jitters by a few ms per block (the sound server's
+delay reports), so it is averaged (0.5 s), and when the input and output clocks have drifted apart
+is followed by reading the ring up to 1 % faster or slower; only an offset beyond
+:data:`REALIGN_MS` (a glitch moved one stream) makes the read position jump (counted in
+``realigned``). The reading never runs ahead of what was played. The acoustic path and the sound
+server's unreported buffering are left to the canceller's own delay estimator.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ from voicecli.protocol.constants import RATE
 
 FRAME = RATE // 100          # the canceller works on 10 ms frames
 RING_S = 2.0                 # reference history kept (s)
-REALIGN_MS = 4.0             # re-anchor the reference when drift exceeds this
+REALIGN_MS = 80.0            # jump the reference when it is off by more than this (smoothed)
+ERR_SMOOTHING = 0.02         # per 10 ms frame: a time constant of 0.5 s
+FOLLOW = 0.05                # per frame, the share of the smoothed offset corrected by reading faster/slower
+MAX_SLEW = 0.01              # at most 1 % faster or slower
 INSTALL_HINT = "install the echo canceller: pip install 'voicecli[aec]'"
 
 
@@ -58,11 +63,11 @@ class FarEndRing:
         self.size = int(rate * seconds)
         self.data = np.zeros(self.size, dtype=np.int16)
         self.written = 0                                   # frames written so far
-        self.anchor: tuple[int, float] | None = None       # (frame index, monotonic DAC time)
+        self.anchor: tuple[int, float] | None = None       # (frame index, its DAC time)
 
     def write(self, block: npt.NDArray[Any], dac_time: float) -> None:
         """Callback thread: ``block`` (frames, channels) int16 as played; ``dac_time`` = when its first
-        frame reaches the DAC (monotonic)."""
+        frame reaches the DAC (PortAudio's clock)."""
         mono = block[:, 0] if block.ndim == 2 else block
         n = mono.shape[0]
         start = self.written % self.size
@@ -74,7 +79,7 @@ class FarEndRing:
         self.written += n
 
     def frame_at(self, t: float) -> float | None:
-        """The (fractional) frame index that was at the DAC at monotonic time ``t``."""
+        """The (fractional) frame index that was at the DAC at time ``t`` (the anchor's clock)."""
         anchor = self.anchor
         if anchor is None:
             return None
@@ -115,7 +120,8 @@ class EchoCanceller:
         self.ref_resampler = PolyphaseResampler(ring.rate, RATE)
         self.ref_step = ring.rate / 100.0        # output-device frames per 10 ms
         self._ref_pos: float | None = None       # next reference frame to read (output-device frames)
-        self._ref_buf = np.zeros(int(math.ceil(self.ref_step)) + 2, dtype=np.int16)
+        self._err = 0.0                          # smoothed (measured - read) reference position
+        self._ref_buf = np.zeros(int(math.ceil(self.ref_step * (1 + 2 * MAX_SLEW))) + 2, dtype=np.int16)
         self._ref_q = np.zeros(0, dtype=np.float32)  # resampled reference not used yet
         self._near = np.zeros(0, dtype=np.float32)    # mic samples waiting for a full frame
         self._near_t: float | None = None        # ADC time of self._near[0]
@@ -162,13 +168,23 @@ class EchoCanceller:
     def _reference(self, adc_time: float | None) -> npt.NDArray[np.int16]:
         """The 10 ms of far-end audio played when the mic frame at ``adc_time`` was captured."""
         want = self.ring.frame_at(adc_time) if adc_time is not None else None
+        step = self.ref_step
         if want is not None:
-            if self._ref_pos is None or abs(self._ref_pos - want) > REALIGN_MS * self.ring.rate / 1000:
-                if self._ref_pos is not None:
-                    self.realigned += 1
+            if self._ref_pos is None:
                 self._ref_pos = want
-                self.ref_resampler.reset()
-                self._ref_q = np.zeros(0, dtype=np.float32)
+            else:
+                # The measured position jitters by a few ms per block (the sound server's delay
+                # reports) and the two streams' clocks drift apart: follow its average (0.5 s) by
+                # reading up to 1 % faster or slower; jump only when it is off by REALIGN_MS.
+                self._err += ERR_SMOOTHING * ((want - self._ref_pos) - self._err)
+                if abs(self._err) > REALIGN_MS * self.ring.rate / 1000:
+                    self.realigned += 1
+                    self._ref_pos += self._err
+                    self._err = 0.0
+                    self.ref_resampler.reset()
+                    self._ref_q = np.zeros(0, dtype=np.float32)
+                else:
+                    step += max(-MAX_SLEW, min(MAX_SLEW, FOLLOW * self._err / step)) * step
             anchor = self.ring.anchor
             if anchor is not None and adc_time is not None:
                 self.delay_ms = (anchor[1] - adc_time) * 1000.0
@@ -176,9 +192,11 @@ class EchoCanceller:
             if self._ref_pos is None:
                 self._ref_q = np.concatenate((self._ref_q, np.zeros(FRAME, dtype=np.float32)))
                 break
+            # never ahead of what the speaker has played (that would be silence, not the echo's source)
+            self._ref_pos = min(self._ref_pos, float(self.ring.written) - step)
             start = int(self._ref_pos)
-            end = int(self._ref_pos + self.ref_step)
-            self._ref_pos += self.ref_step
+            end = int(self._ref_pos + step)
+            self._ref_pos += step
             n = end - start
             if not self.ring.read(start, n, self._ref_buf):
                 self._ref_buf[:n] = 0
