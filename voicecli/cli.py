@@ -26,6 +26,8 @@ from voicecli.cli_options import (
     GreetingOpt,
     JsonOpt,
     KeyOpt,
+    LlmModelOpt,
+    LlmUrlOpt,
     LocalOpt,
     ProfileOpt,
     PromptOpt,
@@ -33,6 +35,7 @@ from voicecli.cli_options import (
     UrlOpt,
     VoiceOpt,
     environment,
+    llm_flags,
 )
 from voicecli.core import raw_main, run_command
 from voicecli.env import Environment
@@ -131,6 +134,8 @@ def ask(
     greeting: GreetingOpt = None,
     voice: VoiceOpt = None,
     agent_id: AgentOpt = None,
+    llm_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
     json_mode: JsonOpt = False,
     transcript: Annotated[bool, typer.Option("--transcript", help="Also print user:/agent: lines.")] = False,
     save_reply: Annotated[Path | None, typer.Option("--save-reply", help="Write the agent's audio "
@@ -187,9 +192,10 @@ def ask(
         turns = [item if isinstance(item, str) else next(decoded)
                  for item in _in_order(ctx, paths, says)]
         resolved = resolve(flags, env.stderr)      # bad settings fail before connecting (exit 2)
+        llm = llm_flags(llm_url, llm_model)
         output = make_output(env, json_mode, transcript, debug)
         try:
-            with Endpoint(resolved) as endpoint:
+            with Endpoint(resolved, llm) as endpoint:
                 settings = endpoint.connection(resolved.session, ready_timeout=timeout)
                 await run_ask(settings, turns, AskOptions(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
@@ -322,13 +328,8 @@ def serve(
                                                                        "scripted engine.")] = None,
     tts: Annotated[str, typer.Option("--tts", help="auto (piper when installed, else espeak), piper, espeak, "
                                                    "or tone (test double).")] = "auto",
-    llm_url: Annotated[str | None, typer.Option(
-        "--llm-url", envvar="VOICECLI_LLM_URL", show_envvar=True, show_default=False,
-        help="An OpenAI-compatible chat-completions endpoint as the agent's brain, e.g. "
-             "http://127.0.0.1:11434/v1 (its key: the VOICECLI_LLM_API_KEY environment variable).")] = None,
-    llm_model: Annotated[str | None, typer.Option(
-        "--llm-model", envvar="VOICECLI_LLM_MODEL", show_envvar=True, show_default=False,
-        help="The model name for --llm-url.")] = None,
+    llm_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
     fault: Annotated[str | None, typer.Option("--fault", help="Fault switches for tests, e.g. "
                                                  "drop-after-replies=1,refuse-resume,unknown-events,"
                                                  "ready-delay=500.")] = None,
@@ -348,8 +349,7 @@ def serve(
             faults = Faults.parse(fault or "")
         except ValueError as exc:
             raise UsageError(f"bad --fault: {exc}") from None
-        if llm_url and not llm_model:
-            raise UsageError("--llm-url needs --llm-model NAME", "the model name the endpoint serves")
+        llm_flags(llm_url, llm_model)
         try:   # options.check_choice is the one check of engine and tts names
             options = ServerOptions(host=host, port=port, api_key=api_key, scenario=scenario,
                                     engine=engine, tts=tts,  # type: ignore[arg-type]  # checked here

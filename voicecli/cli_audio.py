@@ -21,6 +21,8 @@ from voicecli.cli_options import (
     GreetingOpt,
     JsonOpt,
     KeyOpt,
+    LlmModelOpt,
+    LlmUrlOpt,
     LocalOpt,
     ProfileOpt,
     PromptOpt,
@@ -29,6 +31,7 @@ from voicecli.cli_options import (
     VoiceOpt,
     echo,
     environment,
+    llm_flags,
 )
 from voicecli.core import run_command
 from voicecli.env import Environment
@@ -83,6 +86,8 @@ def chat(
     greeting: GreetingOpt = None,
     voice: VoiceOpt = None,
     agent_id: AgentOpt = None,
+    llm_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
     input_device: InDevOpt = None,
@@ -136,10 +141,11 @@ def chat(
                            prebuffer_ms=DEFAULT_PREBUFFER_MS if prebuffer is None else int(prebuffer),
                            chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
                            keys=not json_mode and env.keys, stdin=env.stdin)
+        llm = llm_flags(llm_url, llm_model)
         view = ChatView()
         output = make_chat_output(env, json_mode, no_ui, debug, view, ptt)
         try:
-            with Endpoint(resolved) as endpoint:
+            with Endpoint(resolved, llm) as endpoint:
                 runner = ChatRunner(endpoint.connection(resolved.session), opts, output,
                                     ToolRunner(resolved.tools), view)
                 return await runner.run()

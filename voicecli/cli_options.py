@@ -17,6 +17,27 @@ UrlOpt = Annotated[str | None, typer.Option("--url", envvar="VOICECLI_URL",
                                                help=f"Server URL [default: {DEFAULT_URL}].")]
 LocalOpt = Annotated[bool, typer.Option("--local", help="Start the embedded local server and talk to it "
                                                         "(no account, no network).")]
+LlmUrlOpt = Annotated[str | None, typer.Option(
+    "--llm-url", envvar="VOICECLI_LLM_URL", show_envvar=True, show_default=False,
+    help="An OpenAI-compatible chat-completions endpoint as the local agent's brain, e.g. "
+         "http://127.0.0.1:11434/v1 (its key: the VOICECLI_LLM_API_KEY environment variable). "
+         "With --local it answers instead of a config's local_scenario.")]
+LlmModelOpt = Annotated[str | None, typer.Option(
+    "--llm-model", envvar="VOICECLI_LLM_MODEL", show_envvar=True, show_default=False,
+    help="The model name for --llm-url.")]
+
+
+def llm_flags(url: str | None, model: str | None) -> tuple[str, str] | None:
+    """``(url, model)`` for the local server's LLM brain, None without --llm-url; a url without a
+    model is a UsageError (exit 2)."""
+    from voicecli.errors import UsageError
+    if not url:
+        return None
+    if not model:
+        raise UsageError("--llm-url needs --llm-model NAME", "the model name the endpoint serves")
+    return url, model
+
+
 KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="ASSEMBLYAI_API_KEY", show_envvar=True,
                                                help="API key (sent as a Bearer header).", show_default=False)]
 TokenOpt = Annotated[str | None, typer.Option("--token", help="Temporary token (sent as ?token=).",

@@ -390,3 +390,9 @@ def test_ctrl_c_mid_reply_prints_what_was_said_so_far(scripted_server: Served) -
     assert said.startswith("agent (interrupted): Once upon a time"), rest
     assert not said.endswith("morning.")       # only the words whose audio had arrived
     assert err.strip().splitlines()[-1] == "voicecli: interrupted" and "Traceback" not in err
+
+
+def test_llm_url_without_a_model_is_a_usage_error_before_connecting() -> None:
+    r = run_cli("ask", "--local", "--llm-url", "http://127.0.0.1:9/v1", HELLO)
+    assert r.code == 2 and r.stderr.strip().splitlines() == [
+        "voicecli: error: --llm-url needs --llm-model NAME (the model name the endpoint serves)"]

@@ -45,10 +45,11 @@ def test_ask_local_with_an_llm_makes_the_tool_call_the_model_asked_for() -> None
     with OpenAIDouble() as llm:
         llm.script(ToolCalls((ToolCall("get_weather", {"city": "Paris"}, "call_1"),), text="Let me look."),
                    Answer("In Paris it is sunny and 22 degrees."))
-        env = {"VOICECLI_LLM_URL": llm.base_url, "VOICECLI_LLM_MODEL": "double",
-               "VOICECLI_LLM_API_KEY": "sk-test", "VOICECLI_LOCAL_SCENARIO": "none"}   # not the scripted one
-        r = run_cli("ask", "--local", "--config", str(EX / "tools.toml"), "--transcript", str(EX / "weather.wav"),
-                    "--trailing-silence", "800", env=env, timeout=90)
+        # the must-show command: the model given with --llm-url answers, not tools.toml's
+        # scripted local_scenario
+        r = run_cli("ask", "--local", "--config", str(EX / "tools.toml"), "--llm-url", llm.base_url,
+                    "--llm-model", "double", "--transcript", str(EX / "weather.wav"),
+                    "--trailing-silence", "800", env={"VOICECLI_LLM_API_KEY": "sk-test"}, timeout=90)
         assert r.code == 0, r.stderr
         first = llm.requests[0].body
         assert "paris" in first["messages"][-1]["content"].lower()     # whisper's words went to the model

@@ -12,7 +12,8 @@ class Endpoint:
     """Context manager. With ``local`` it starts a :class:`ServerThread` on a free port and points
     ``url`` at it (any key is accepted there, so a placeholder key is used when none is set)."""
 
-    def __init__(self, resolved: Resolved) -> None:
+    def __init__(self, resolved: Resolved, llm: tuple[str, str] | None = None) -> None:
+        self.llm = llm       # (url, model): the local server's brain (--llm-url/--llm-model)
         self.local = resolved.local
         self.url = resolved.url
         self.api_key = resolved.api_key
@@ -24,10 +25,15 @@ class Endpoint:
         if self.local:
             from voicecli.server.app import ServerThread
             from voicecli.server.options import ServerOptions
-            self._thread = ServerThread(ServerOptions(port=0))
+            options = ServerOptions(port=0)
+            if self.llm is not None:
+                options.llm_url, options.llm_model = self.llm
+            self._thread = ServerThread(options)
             self.url = self._thread.start()
             scenario = self.client.get("local_scenario")
-            if scenario:   # config key local_scenario: the local server's scripted engine (tests, demos)
+            if scenario and self.llm is None:
+                # config key local_scenario: the local server's scripted engine (tests, demos); a
+                # model given with --llm-url answers instead
                 from urllib.parse import urlencode
                 self.url += "?" + urlencode({"scenario": scenario})
             if not self.api_key and not self.token:
