@@ -100,7 +100,6 @@ class ClientSession:
     _calls: Machine[str] = field(default_factory=lambda: Machine("call", Role.CLIENT, limit=256))
     _call_info: OrderedDict[str, tuple[str | None, str]] = field(default_factory=OrderedDict)  # reply, name
     _results: dict[str, ToolResult] = field(default_factory=dict)   # RELEASABLE calls' results
-    _tool_replies: set[str] = field(default_factory=set)            # replies that made tool calls
 
     def __post_init__(self) -> None:
         self._conn.states[_CONN] = ConnState.IDLE
@@ -225,14 +224,11 @@ class ClientSession:
         elif isinstance(event, ToolCall):
             self._call_info[event.call_id] = (rid, event.name)
             _trim(self._call_info, 256)
-            if rid is not None:
-                self._tool_replies.add(rid)
         elif key in GATE_OPENS:
             if self.current_reply == rid:
                 self.current_reply = None
-            if rid in self._tool_replies:
-                self._tool_replies.discard(rid)
-                return key == "reply.done"
+            # a completed reply that made tool calls: the server answers their results (6.5)
+            return key == "reply.done" and any(r == rid for r, _ in self._call_info.values())
         return False
 
     def interrupt(self, reply_id: str) -> None:
