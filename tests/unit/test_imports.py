@@ -20,8 +20,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "voicecli"
 # Cycles still present in files this test's owner does not own, named by the module pair that closes
 # them. Shrink it; never grow it. A listed edge that no longer exists fails the test (so the list
 # cannot outlive the cycle).
-# Known cycles, each to be removed when its import goes (empty: there are none left).
-ALLOWED_EDGES: frozenset[tuple[str, str]] = frozenset()
 
 
 def module_name(path: Path) -> str:
@@ -128,19 +126,9 @@ def _cycle_path(component: list[str], graph: dict[str, set[str]]) -> list[str]:
         seen.add(fresh[0])
 
 
-def without_allowed(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    return {a: {b for b in bs if (a, b) not in ALLOWED_EDGES} for a, bs in graph.items()}
-
-
 def test_no_import_cycles() -> None:
-    cycles = find_cycles(without_allowed(import_graph()))
+    cycles = find_cycles(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
-
-
-def test_allowed_edges_still_exist() -> None:
-    graph = import_graph()
-    stale = sorted(edge for edge in ALLOWED_EDGES if edge[1] not in graph.get(edge[0], set()))
-    assert not stale, f"remove these from ALLOWED_EDGES, the import is gone: {stale}"
 
 
 # ------------------------------------------------------------------ the checker itself
