@@ -354,14 +354,18 @@ def to_config_shape(record: dict[str, Any]) -> dict[str, Any]:
     """The inverse of :func:`from_config_shape` for display (``voicecli agents show``):
     ``voice_id`` back into ``[output] voice``; read-only fields kept on top."""
     out: dict[str, Any] = {}
-    for key in (*READ_ONLY, "name", "system_prompt", "greeting"):
+    for key in ("id", "name", "system_prompt", "greeting"):
         if record.get(key) is not None:
             out[key] = record[key]
-    rest = {k: v for k, v in record.items() if k not in out and k != "voice" and v is not None}
+    rest = {k: v for k, v in record.items() if k not in out and k not in ("voice", *READ_ONLY)
+            and v is not None}
     voice = record.get("voice")
     if isinstance(voice, dict) and "voice_id" in voice:
         rest["output"] = {"voice": voice["voice_id"], **(rest.get("output") or {})}
     out.update(rest)
+    for key in ("created_at", "updated_at"):
+        if record.get(key) is not None:
+            out[key] = record[key]
     return out
 
 
