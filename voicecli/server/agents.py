@@ -370,14 +370,14 @@ def to_config_shape(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_agent_file(path: Path) -> Any:
-    """The parsed content of a TOML or JSON file (JSON when it ends in .json or starts with {)."""
+    """The parsed content of a TOML or JSON file (JSON when it ends in .json or starts with ``{``)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise AgentFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise AgentFileError(f"{path} is not UTF-8 text") from None
-    if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
             return json.loads(text)
         except ValueError as exc:
