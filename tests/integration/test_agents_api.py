@@ -347,3 +347,39 @@ def test_serve_agents_file_preloads_known_ids(tmp_path: Path, store: Path) -> No
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("voicecli: error: ")
     assert "agents[0]: voice.voice_id: unknown voice 'nobody'" in proc.stderr
+
+
+def test_requests_split_across_packets_and_garbage_get_answers(store: Path) -> None:
+    """The seam reads the request line whatever the TCP segmentation; a request h11 cannot parse
+    gets a 400; a WebSocket upgrade sent byte by byte still reaches websockets."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    srv = start_server(agents_store=str(store))
+    host, port = urlsplit(srv.url).hostname, urlsplit(srv.url).port
+    body = json.dumps(AGENT).encode()
+    request = (f"POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def exchange(data: bytes, step: int) -> bytes:
+        with socket.create_connection((host, port), timeout=10 * UNIT) as s:
+            for i in range(0, len(data), step):
+                s.sendall(data[i:i + step])
+                time.sleep(0.001)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+                if b"101 Switching Protocols" in out:
+                    break
+            return out
+
+    try:
+        answer = exchange(request, 3)
+        assert answer.startswith(b"HTTP/1.1 201 ") and b'"name": "weather"' in answer
+        assert exchange(b"POST /v1/agents HTTP/1.1\r\nContent-Length: zz\r\n\r\n", 100).startswith(b"HTTP/1.1 400 ")
+        upgrade = (b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        assert exchange(upgrade, 1).startswith(b"HTTP/1.1 101 Switching Protocols")
+    finally:
+        srv.stop()

@@ -131,3 +131,16 @@ def test_agent_id_name_resolution_errors(served: Served) -> None:
     # an unknown UUID is sent as it is: the server answers agent_not_found (protocol error, exit 5)
     stranger = run_cli("ask", "--agent-id", "0b8c7d4e-0000-4000-8000-000000000000", *url, wav)
     assert stranger.code == 5 and "agent_not_found" in stranger.stderr
+
+
+def test_eval_agent_id_by_name(served: Served, tmp_path: Path) -> None:
+    made = run_cli("agents", "create", "--from", str(EXAMPLES / "agent.toml"), "--url", served.url)
+    assert made.code == 0, made.stderr
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'name = "stored"\ntimeout_s = 20\n\n[[conversations]]\nname = "weather"\n\n'
+                     f'  [[conversations.turns]]\n  audio = "{EXAMPLES / "weather.wav"}"\n'
+                     f'  reply = "seconds of speech"\n', encoding="utf-8")
+    passed = run_cli("eval", str(suite), "--url", served.url, "--agent-id", "weather")
+    assert passed.code == 0, passed.stdout + passed.stderr
+    missing = run_cli("eval", str(suite), "--url", served.url, "--agent-id", "rainy")
+    assert missing.code == 1 and "no agent with id or name 'rainy'" in missing.stderr
