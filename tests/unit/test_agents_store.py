@@ -89,6 +89,7 @@ def test_store_reads_missing_file_as_empty_without_creating_it(tmp_path: Path) -
     made = store.create({"name": "a", "system_prompt": "p", "voice": {"voice_id": "alba"}})
     assert UUID_RE.match(made["id"]) and store.path.exists()
     assert (store.path.parent.stat().st_mode & 0o777) == 0o700
+    assert (store.path.stat().st_mode & 0o777) == 0o600       # it may hold an llm api_key
     again = store.create({"name": "b", "system_prompt": "q", "voice": {"voice_id": "alba"}}, made["id"])
     assert again["created_at"] == made["created_at"] and again["name"] == "b"    # same id: replaced
     assert [a["name"] for a in store.all()] == ["b"]

@@ -198,6 +198,9 @@ class AgentStore:
         try:
             if write:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # agents may hold an llm api_key: the file (and the -wal/-shm files SQLite gives the
+                # same mode) is the user's only
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the agents store {self.path}: {exc}") from None
