@@ -380,7 +380,6 @@ def serve(
         env.stdout.write(url + "\n")
         env.stdout.flush()
         env.stderr.write(server.engines_line() + "\n")
-        env.stderr.write(f"voicecli serve: stored agents in {server.agents.path} (REST: /v1/agents)\n")
         if api_key is None:
             env.stderr.write("voicecli serve: no --api-key set, so any key (or none) is accepted\n")
         env.stderr.flush()
