@@ -17,6 +17,11 @@ Per-connection URL query parameters (so one server can serve many tests):
 A bad ``fault``/``scenario``/``engine``/``tts`` value is answered after the upgrade with
 ``session.error{code:"invalid_value", param:<name>}`` and close 1008.
 
+Stored agents (protocol.md 6.9): the Agents REST API (``/v1/agents``, ``rest.py``) shares the
+WebSocket's host and port; agents live in :attr:`LocalServer.agents` (``agents.py``, a SQLite file
+several processes share), and ``session.update {agent_id}`` binds one through
+:meth:`LocalServer.find_agent` (``ServerOptions.agents``, then the store, read at that moment).
+
 Engines (``engine="default"``): the best installed ones (``voicecli.speech.available.detect``):
 silero VAD + whisper tiny.en + piper (espeak for British/accent voices) with the ``speech`` extra, else
 EnergyTurnDetector + DurationSTT + EspeakTTS; the brain is an :class:`~voicecli.server.llm_brain.LlmBrain`
