@@ -105,9 +105,10 @@ def agents_list(ctx: typer.Context, url: UrlOpt = None, local: LocalOpt = False,
         if env.live:
             from rich.console import Console
             from rich.table import Table
+            from rich.text import Text
             table = Table("id", "name", "updated")
             for row in rows:
-                table.add_row(*row)
+                table.add_row(*(Text(cell) for cell in row))     # server text is not markup
             Console(file=env.stdout).print(table if rows else "no agents")
             return
         for row in rows:
