@@ -74,18 +74,32 @@ def _run(ctx: typer.Context, debug: bool, work: Callable[[Environment], None]) -
     run_command(body, env, debug)
 
 
-def _read(path: Path) -> dict[str, Any]:
+# the fields of protocol.md 6.9 (others are sent as they are, with a warning: a typo is not lost silently)
+KNOWN_FIELDS = ("name", "system_prompt", "greeting", "voice", "input", "output", "tools", "llm",
+                "pre_connect_requests")
+READ_ONLY = ("id", "created_at", "updated_at")   # what `agents show` prints and the API assigns
+
+
+def _read(env: Environment, path: Path) -> dict[str, Any]:
+    """The agent in ``path`` (REST shape), without the fields the server assigns."""
+    import difflib
+
     from voicecli.errors import UsageError
     from voicecli.server.agents import AgentFileError, from_config_shape, read_agent_file
     try:
         data = read_agent_file(path.expanduser())
         if not isinstance(data, dict):
             raise AgentFileError(f"{path}: an agent is a table (TOML) or an object (JSON)")
-        if path.suffix.lower() == ".json":
-            return data
-        return from_config_shape(data, str(path))
+        agent = data if path.suffix.lower() == ".json" else from_config_shape(data, str(path))
     except AgentFileError as exc:
         raise UsageError(str(exc), "examples/agent.toml shows the shape") from None
+    for key in agent:
+        if key not in KNOWN_FIELDS and key not in READ_ONLY:
+            close = difflib.get_close_matches(key, KNOWN_FIELDS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            env.stderr.write(f"voicecli: warning: {path}: {key!r} is not an agent field of the API "
+                             f"(sent as it is{hint})\n")
+    return {k: v for k, v in agent.items() if k not in READ_ONLY}
 
 
 @agents_app.command("list")
@@ -146,7 +160,7 @@ def agents_create(ctx: typer.Context, source: FromOpt, url: UrlOpt = None, local
                   config: ConfigOpt = None, debug: DebugOpt = False) -> None:
     """Create an agent from a file; prints its id (--json: the whole agent)."""
     def work(env: Environment) -> None:
-        agent = _read(source)
+        agent = _read(env, source)
         record = _call(env, url, local, api_key, profile, config, lambda c: c.create(agent))
         if json_mode:
             _print(env, record, True)
@@ -162,7 +176,7 @@ def agents_update(ctx: typer.Context, agent: IdArg, source: FromOpt, url: UrlOpt
                   profile: ProfileOpt = None, config: ConfigOpt = None, debug: DebugOpt = False) -> None:
     """Replace an agent's fields with the file's (fields the file leaves out are kept)."""
     def work(env: Environment) -> None:
-        fields = {k: v for k, v in _read(source).items() if k not in ("id", "created_at", "updated_at")}
+        fields = _read(env, source)
         record = _call(env, url, local, api_key, profile, config,
                        lambda c: c.update(c.resolve(agent), fields))
         if json_mode:

@@ -110,6 +110,11 @@ def test_errors_are_one_line_with_the_contract_exit_codes(store: Path, tmp_path:
         shown = run_cli("agents", "show", "l", *url, "--api-key", "sekrit")
         assert shown.code == 0 and "sk-top-secret" not in shown.stdout and "sekrit" not in shown.stdout
         assert tomllib.loads(shown.stdout)["llm"] == [{"base_url": "http://127.0.0.1:9/v1", "model": "m"}]
+        typo = tmp_path / "typo.toml"
+        typo.write_text('name = "t"\nsystem_prompt = "p"\nvoice = "alba"\ngreting = "hi"\n', encoding="utf-8")
+        warned = run_cli("agents", "create", "--from", str(typo), *url, "--api-key", "sekrit")
+        assert warned.code == 0 and "'greting' is not an agent field" in warned.stderr
+        assert "did you mean greeting?" in warned.stderr
     finally:
         stop_server(keyed)
     gone = run_cli("agents", "list", "--url", keyed.url)
