@@ -5,6 +5,7 @@ concurrent writers (threads and processes), lookups of agents another process wr
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -267,14 +268,20 @@ for i in range(n):
 
 
 def test_concurrent_writers_two_servers_processes_and_threads_lose_nothing(store: Path) -> None:
-    """Two `voicecli serve` processes on one store, written by two client processes and by threads
-    at once, plus concurrent PUTs of different fields of one agent: every write is kept."""
+    """Two `voicecli serve` processes on one store, written by two client processes, two `voicecli
+    agents create --local` runs and threads at once, plus concurrent PUTs of different fields of
+    one agent: every write is kept."""
     a = start_serve("--engine", "basic", "--tts", "tone", "--agents-store", str(store))
     b = start_serve("--engine", "basic", "--tts", "tone", "--agents-store", str(store))
     try:
         _, shared = http("POST", agents_of(a.url), AGENT)
         procs = [subprocess.Popen([sys.executable, "-c", _WRITER, agents_of(url), tag, "15"], cwd=ROOT)
                  for url, tag in ((a.url, "pa"), (b.url, "pb"))]
+        # and the CLI at the same time, writing through its own embedded server (--local)
+        cli_env = dict(os.environ, VOICECLI_AGENTS_STORE=str(store))
+        procs += [subprocess.Popen([sys.executable, "-m", "voicecli.cli", "agents", "create", "--local", "--from",
+                                    str(ROOT / "examples" / "agent.toml")], cwd=ROOT, env=cli_env,
+                                   stdout=subprocess.DEVNULL) for _ in range(2)]
         errors: list[BaseException] = []
 
         def writer(url: str, tag: str) -> None:
@@ -308,7 +315,8 @@ def test_concurrent_writers_two_servers_processes_and_threads_lose_nothing(store
         for url in (a.url, b.url):
             status, listed = http("GET", agents_of(url))
             names = sorted(x["name"] for x in listed)
-            assert status == 200 and len(listed) == 61, len(listed)
+            assert status == 200 and len(listed) == 63, len(listed)
+            assert names.count("weather") == 3      # the shared one and the two CLI runs'
             for tag in ("pa", "pb", "ta", "tb"):
                 assert [n for n in names if n.startswith(tag + "-")] == sorted(f"{tag}-{i}" for i in range(15))
         final = http("GET", f"{agents_of(b.url)}/{shared['id']}")[1]

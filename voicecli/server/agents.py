@@ -196,12 +196,15 @@ class AgentStore:
             yield None
             return
         try:
-            if write:
+            existed = self.path.exists()
+            if write and not existed:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                # agents may hold an llm api_key: the file (and the -wal/-shm files SQLite gives the
-                # same mode) is the user's only
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            if write and not existed:
+                # agents may hold an llm api_key: the file (and the -wal/-shm files, which SQLite
+                # creates with the database's mode) is the user's only. chmod, not a second open():
+                # closing any other descriptor of the file would drop this process's SQLite locks.
+                os.chmod(self.path, 0o600)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the agents store {self.path}: {exc}") from None
         try:
@@ -266,11 +269,9 @@ class AgentStore:
         with self._db(write=True) as db:
             assert db is not None
             old = db.execute("SELECT created_at FROM agents WHERE id = ?", (agent_id,)).fetchone()
-            db.execute("INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?)",
-                       (agent_id, agent["name"], self._body(agent), old[0] if old else now, now))
-        record = self.get(agent_id)
-        assert record is not None
-        return record
+            row = (agent_id, agent["name"], self._body(agent), old[0] if old else now, now)
+            db.execute("INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?)", row)
+        return self._record(row)
 
     def update(self, agent_id: str, fields: dict[str, Any],
                check: Any = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -289,9 +290,10 @@ class AgentStore:
             errors = check(merged) if check is not None else []
             if errors:
                 return None, errors
+            row = (agent_id, merged["name"], self._body(merged), current["created_at"], _now_iso())
             db.execute("UPDATE agents SET name = ?, body = ?, updated_at = ? WHERE id = ?",
-                       (merged["name"], self._body(merged), _now_iso(), agent_id))
-        return self.get(agent_id), []
+                       (row[1], row[2], row[4], agent_id))
+        return self._record(row), []
 
     def delete(self, agent_id: str) -> bool:
         """True when an agent was deleted."""
