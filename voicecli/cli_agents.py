@@ -33,7 +33,8 @@ JsonOut = Annotated[bool, typer.Option("--json", help="JSON on stdout.")]
 FromOpt = Annotated[Path, typer.Option("--from", help="The agent: TOML in the config file's shape "
                                                       "(see examples/agent.toml) or JSON.",
                                        show_default=False)]
-IdArg = Annotated[str, typer.Argument(help="The agent's id (or its exact name).", show_default=False)]
+IdArg = Annotated[str, typer.Argument(help="The agent's id (or its exact name).", metavar="ID_OR_NAME",
+                                       show_default=False)]
 
 
 def _call(env: Environment, url: str | None, local: bool, api_key: str | None, profile: str | None,
