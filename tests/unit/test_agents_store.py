@@ -70,6 +70,12 @@ def test_config_shape_round_trips_through_the_toml_writer() -> None:
     assert "\x1b" not in safe_json({"n": "\x1b]0;x\x07"})
 
 
+def test_example_agents_file_for_serve() -> None:
+    ((agent_id, agent),) = load_agents_file(EXAMPLE.with_name("agents.toml"))
+    assert agent_id == "demo-weather" and agent["voice"] == {"voice_id": "george"}
+    assert [t["name"] for t in agent["tools"]] == ["get_weather"]
+
+
 def test_client_settings_are_not_agent_fields(tmp_path: Path) -> None:
     with pytest.raises(AgentFileError, match="'api_key' is a client setting"):
         from_config_shape({"name": "a", "api_key": "k"})
