@@ -125,3 +125,13 @@ def test_store_threads_write_at_once_and_updates_merge(tmp_path: Path) -> None:
     final = store.get(shared["id"])
     assert final is not None and [final[f"field{n}"] for n in range(4)] == [19, 19, 19, 19]
     assert store.delete(shared["id"]) and not store.delete(shared["id"])
+
+
+def test_an_update_without_the_write_only_llm_key_keeps_it(tmp_path: Path) -> None:
+    store = AgentStore(tmp_path / "agents.sqlite3")
+    llm = {"base_url": "http://h/v1", "model": "m", "api_key": "sk-kept"}
+    made = store.create({"name": "a", "system_prompt": "p", "voice": {"voice_id": "alba"}, "llm": [llm]})
+    record, _ = store.update(made["id"], {"llm": [{"base_url": "http://h/v1", "model": "m2"}]})
+    assert record is not None and record["llm"] == [{"base_url": "http://h/v1", "model": "m2", "api_key": "sk-kept"}]
+    record, _ = store.update(made["id"], {"llm": [{"base_url": "http://other/v1", "model": "m"}]})
+    assert record is not None and record["llm"] == [{"base_url": "http://other/v1", "model": "m"}]   # a new endpoint: no key carried over

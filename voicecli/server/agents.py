@@ -287,6 +287,8 @@ class AgentStore:
             current = self._record(row)
             merged = {k: v for k, v in current.items() if k not in READ_ONLY}
             merged.update({k: v for k, v in fields.items() if k not in READ_ONLY})
+            if "llm" in fields:
+                merged["llm"] = _keep_llm_keys(current.get("llm"), fields["llm"])
             errors = check(merged) if check is not None else []
             if errors:
                 return None, errors
@@ -300,6 +302,22 @@ class AgentStore:
         with self._db(write=True) as db:
             assert db is not None
             return db.execute("DELETE FROM agents WHERE id = ?", (agent_id,)).rowcount > 0
+
+
+def _keep_llm_keys(old: Any, new: Any) -> Any:
+    """An ``llm`` api_key is write-only (never shown), so an update that leaves it out of an entry
+    for the same ``base_url`` keeps the stored key (``agents show`` -> edit -> ``agents update``
+    does not drop it)."""
+    if not isinstance(old, list) or not isinstance(new, list):
+        return new
+    out = []
+    for i, entry in enumerate(new):
+        before = old[i] if i < len(old) else None
+        if isinstance(entry, dict) and "api_key" not in entry and isinstance(before, dict) \
+                and "api_key" in before and before.get("base_url") == entry.get("base_url"):
+            entry = {**entry, "api_key": before["api_key"]}
+        out.append(entry)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
