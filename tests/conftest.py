@@ -19,6 +19,19 @@ EXAMPLES = ROOT / "examples"
 SCALE = float(os.environ.get("VOICECLI_TEST_TIMEOUT_SCALE", "1"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_agents_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every server and CLI run of the tests (subprocesses inherit the environment) keeps stored
+    agents in a temporary file, never in the user's data dir."""
+    old = os.environ.get("VOICECLI_AGENTS_STORE")
+    os.environ["VOICECLI_AGENTS_STORE"] = str(tmp_path_factory.mktemp("agents") / "agents.sqlite3")
+    yield
+    if old is None:
+        os.environ.pop("VOICECLI_AGENTS_STORE", None)
+    else:
+        os.environ["VOICECLI_AGENTS_STORE"] = old
+
+
 def unit(seconds: float) -> float:
     return seconds * SCALE
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from voicecli import __version__, cli_audio, cli_config
+from voicecli import __version__, cli_agents, cli_audio, cli_config
 from voicecli.cli_options import (
     AgentOpt,
     ConfigOpt,
@@ -336,9 +336,16 @@ def serve(
     no_rate_check: Annotated[bool, typer.Option("--no-rate-check", help="Accept input audio faster than "
                                                                         "real time (for ask --pace fast).")]
     = False,
+    agents_file: Annotated[Path | None, typer.Option(
+        "--agents", help="A TOML file of [[agents]] (each with an id) written into the agents store at "
+                         "start, for tests and demos.", show_default=False)] = None,
+    agents_store: Annotated[Path | None, typer.Option(
+        "--agents-store", envvar="VOICECLI_AGENTS_STORE", show_envvar=True, show_default=False,
+        help="The stored agents' file (SQLite) [default: agents.sqlite3 in the user data dir].")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run the local Voice Agent API server. Prints its URL when listening, and its engines on stderr."""
+    from voicecli.server.agents import StoreError
     from voicecli.server.app import LocalServer
     from voicecli.server.options import LLM_KEY_ENV, Faults, ServerOptions
 
@@ -355,12 +362,16 @@ def serve(
                                     engine=engine, tts=tts,  # type: ignore[arg-type]  # checked here
                                     llm_url=llm_url, llm_model=llm_model if llm_url else None,
                                     llm_api_key=os.environ.get(LLM_KEY_ENV, ""),
-                                    enforce_realtime=not no_rate_check, faults=faults)
+                                    enforce_realtime=not no_rate_check, faults=faults,
+                                    agents_store=str(agents_store) if agents_store else None,
+                                    agents_file=str(agents_file) if agents_file else None)
             server = LocalServer(options)
             if options.tts == "piper" and server.speech.tts != "piper":
                 raise ValueError("tts piper is not installed: pip install 'voicecli[speech]'")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        except StoreError as exc:
+            raise UsageError(str(exc), "pick another --agents-store") from None
         try:
             url = await server.start()
         except OSError as exc:
@@ -404,6 +415,7 @@ app.command()(cli_audio.devices)
 app.command()(cli_audio.doctor)
 app.command()(cli_config.token)
 app.add_typer(cli_config.config_app, name="config")
+app.add_typer(cli_agents.agents_app, name="agents")
 
 
 def main() -> None:

@@ -47,7 +47,9 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and deb
 PromptOpt = Annotated[str | None, typer.Option("--system-prompt", help="Inline system prompt.")]
 GreetingOpt = Annotated[str | None, typer.Option("--greeting", help="Greeting spoken first, verbatim.")]
 VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Agent voice (e.g. alba, anna, george).")]
-AgentOpt = Annotated[str | None, typer.Option("--agent-id", help="Use a stored agent (no inline fields).")]
+AgentOpt = Annotated[str | None, typer.Option(
+    "--agent-id", help="Use a stored agent: its id, or its exact name (looked up in the server's agents "
+                       "list; see voicecli agents). Excludes inline session fields.")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", envvar="VOICECLI_PROFILE",
                                                    help="Named profile from the config file.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", envvar="VOICECLI_CONFIG",

@@ -20,6 +20,7 @@ class Endpoint:
         self.token = resolved.token
         self.client = resolved.client
         self._thread: Any = None
+        self._agents: dict[tuple[str, str], str] = {}   # --agent-id NAME -> id, looked up once
 
     def __enter__(self) -> Endpoint:
         if self.local:
@@ -41,7 +42,10 @@ class Endpoint:
         return self
 
     def connection(self, session: dict[str, Any], **options: Any) -> ConnectionSettings:
-        """Settings for a :class:`Conversation` with this endpoint (call inside ``with``)."""
+        """Settings for a :class:`Conversation` with this endpoint (call inside ``with``). An
+        ``agent_id`` that is a name is resolved through the server's agents list."""
+        from voicecli.app.agents_api import bind_agent
+        session = bind_agent(session, self.url, self.api_key, self._agents)
         return ConnectionSettings(url=self.url, session=session, api_key=self.api_key, token=self.token,
                                   **options)
 

@@ -85,6 +85,7 @@ class Plan:
         self.opts = opts
         self._server: Any = None
         self._local_url = local_url        # a shared server (the pytest plugin's), else our own
+        self._agents: dict[tuple[str, str], str] = {}
 
     def prepared(self) -> list[Prepared]:
         out = []
@@ -94,9 +95,11 @@ class Plan:
                 url = with_scenario(self.local_url(), res.client.get("local_scenario"))
                 if not api_key and not res.token:
                     api_key = "local"
+            from voicecli.app.agents_api import bind_agent
             from voicecli.app.conversation import ConnectionSettings
             timeout = float(conv.run.get("timeout_s", self.opts.timeout_s))
-            settings = ConnectionSettings(url=url, session=res.session, api_key=api_key, token=res.token,
+            session = bind_agent(res.session, url, api_key, self._agents)   # --agent-id NAME -> id
+            settings = ConnectionSettings(url=url, session=session, api_key=api_key, token=res.token,
                                           ready_timeout=timeout)
             opts = AskOptions(chunk_ms=int(conv.run.get("chunk_ms", self.opts.chunk_ms)),
                               trailing_silence_ms=int(conv.run.get("trailing_silence_ms",

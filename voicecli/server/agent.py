@@ -107,8 +107,11 @@ class AgentSession:
     def __init__(self, options: ServerOptions, *, owner: str, max_session_duration_s: int | None,
                  make_engines: Callable[[], Engines], lookup: Callable[[str], Session | None],
                  mint_resume: Callable[[str, str], str], connected: float,
-                 make_brain: Callable[[Any], Brain | StreamingBrain] | None = None) -> None:
+                 make_brain: Callable[[Any], Brain | StreamingBrain] | None = None,
+                 find_agent: Callable[[str], dict[str, Any] | None] | None = None) -> None:
         self.options = options
+        # agent_id -> the session config it stands for (5.1): ServerOptions.agents, then the store
+        self.find_agent = find_agent or options.agents.get
         self.make_brain = make_brain   # a session's own ``llm`` entry (5.2) -> its brain
         self.owner = owner
         self.max_session_duration_s = max_session_duration_s
@@ -225,7 +228,7 @@ class AgentSession:
         """3.1 / 5.1: a bad first update gets ``session.error`` and no ``session.ready`` (the
         client may send a corrected one); an unknown agent -> 1008."""
         if "agent_id" in update and len(update) == 1 and isinstance(update["agent_id"], str):
-            agent = self.options.agents.get(update["agent_id"])
+            agent = self.find_agent(update["agent_id"])
             if agent is None:
                 self._close_policy("agent_not_found", f"Agent {update['agent_id']!r} not found")
                 return

@@ -17,6 +17,11 @@ Per-connection URL query parameters (so one server can serve many tests):
 A bad ``fault``/``scenario``/``engine``/``tts`` value is answered after the upgrade with
 ``session.error{code:"invalid_value", param:<name>}`` and close 1008.
 
+Stored agents (protocol.md 6.9): the Agents REST API (``/v1/agents``, ``rest.py``) shares the
+WebSocket's host and port; agents live in :attr:`LocalServer.agents` (``agents.py``, a SQLite file
+several processes share), and ``session.update {agent_id}`` binds one through
+:meth:`LocalServer.find_agent` (``ServerOptions.agents``, then the store, read at that moment).
+
 Engines (``engine="default"``): the best installed ones (``voicecli.speech.available.detect``):
 silero VAD + whisper tiny.en + piper (espeak for British/accent voices) with the ``speech`` extra, else
 EnergyTurnDetector + DurationSTT + EspeakTTS; the brain is an :class:`~voicecli.server.llm_brain.LlmBrain`
@@ -36,6 +41,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -44,6 +50,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from voicecli.protocol.events import SessionError, encode_server_event
 
 from .agent import AgentSession
+from .agents import AgentStore, StoreError, default_store_path, load_agents_file, session_of
 from .auth import AuthFailure, Credentials
 from .engines import Brain, SpeechLike, StreamingBrain, TextToSpeech, split_clauses
 from .faults import FaultyPump, refusing
@@ -52,6 +59,7 @@ from .llm_brain import EchoBrain, LlmBrain
 from .options import Faults, ServerOptions, check_choice
 from .pump import Pump
 from .registry import SessionRegistry
+from .rest import RestApi, rest_connection
 from .scripted import Scenario, ScenarioError, ScriptedEngine, load_scenario
 from .session import Engines, Session
 from .workers import SessionWorkers, make_pool
@@ -185,6 +193,22 @@ class LocalServer:
             log.warning("voicecli server: an LLM url without a model name is ignored (VOICECLI_LLM_MODEL)")
         self._server: Server | None = None
         self._url: str | None = None
+        self.agents = AgentStore(self.options.agents_store or default_store_path())
+        if self.options.agents_file:
+            for agent_id, agent in load_agents_file(Path(self.options.agents_file)):   # ValueError
+                self.agents.create(agent, agent_id)
+
+    def find_agent(self, agent_id: str) -> dict[str, Any] | None:
+        """The session config a stored agent stands for: ``ServerOptions.agents``, else the store
+        (read now, so an agent another process just created is found)."""
+        if agent_id in self.options.agents:
+            return self.options.agents[agent_id]
+        try:
+            record = self.agents.get(agent_id)
+        except StoreError as exc:
+            log.error("voicecli server: %s", exc)
+            return None
+        return None if record is None else session_of(record)
 
     def engines_line(self) -> str:
         """The one start-up line (stderr) saying which engines serve ``engine="default"``."""
@@ -250,6 +274,7 @@ class LocalServer:
             self._handle, self.options.host, self.options.port,
             process_request=make_process_request(self.credentials), compression=None,
             max_size=MAX_MESSAGE_BYTES,
+            create_connection=rest_connection(RestApi(self.agents, self.credentials)),
         )
         port = next(iter(self._server.sockets)).getsockname()[1]
         host = self.options.host
@@ -317,7 +342,7 @@ class LocalServer:
                                               opts.llm_timeout_s),
             make_brain=lambda entry: LlmBrain(llm_endpoint(entry), opts.llm_timeout_s),
             lookup=refusing(faults, self.registry.resumable), mint_resume=self.credentials.mint_resume,
-            connected=time.time(),
+            connected=time.time(), find_agent=self.find_agent,
         )
         workers = SessionWorkers(self._pool)
         if faults.any:

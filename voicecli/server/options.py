@@ -112,7 +112,10 @@ class ServerOptions:
     ``LocalServer.url``). ``engine="scripted"`` uses ``scenario`` (a shipped scenario name or a
     TOML/JSON path); a connection may pick another one with ``?scenario=NAME_OR_PATH``.
     ``agents`` maps stored ``agent_id`` values to the session config they stand for (protocol.md
-    5.1); any other ``agent_id`` gets ``agent_not_found``.
+    5.1), in memory; other ids are looked up in the agents store (``agents_store``: a path, None =
+    the user's default store, ``server/agents.py``), which the Agents REST API writes;
+    ``agents_file``: a TOML file of ``[[agents]]`` written into the store at start (``serve
+    --agents``). Any other ``agent_id`` gets ``agent_not_found``.
     """
 
     host: str = "127.0.0.1"
@@ -140,6 +143,8 @@ class ServerOptions:
     session_lifetime_s: int = 3600
     faults: Faults = field(default_factory=Faults)
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agents_store: str | None = None
+    agents_file: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("engine", self.engine)
