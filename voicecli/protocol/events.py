@@ -486,7 +486,7 @@ def _bad_number(value: Any, parts: list[str | int]) -> RemoteProtocolError:
 def _number_ok(value: Any) -> bool:
     if type(value) is float:
         return value - value == 0.0                 # false for inf and nan
-    return -MAX_JSON_INT <= value <= MAX_JSON_INT
+    return bool(-MAX_JSON_INT <= value <= MAX_JSON_INT)
 
 
 def _check_tree(obj: Any) -> None:
