@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from voicecli.protocol.constants import MAX_JSON_DEPTH, MAX_JSON_INT
+from voicecli.protocol.constants import MAX_JSON_DEPTH, MAX_JSON_INT, MAX_MESSAGE_CHARS
 
 # The public names (what ``from voicecli.protocol import *`` re-exports): events, errors, codecs.
 __all__ = [
@@ -663,12 +663,21 @@ def client_event_from_dict(raw: dict[str, Any]) -> ClientEvent:
         return ToolResult(call_id, result, raw.get("is_error") is True)
     if etype == "reply.create":
         instr = raw.get("instructions")
+        if isinstance(instr, str) and len(instr) > MAX_MESSAGE_CHARS:
+            raise RemoteProtocolError(f"'instructions' allows at most {MAX_MESSAGE_CHARS:,} characters "
+                                      f"(got {len(instr):,})", code="invalid_value", param="instructions")
         return ReplyCreate(instr if isinstance(instr, str) else None)
     if etype == "conversation.message":
         role, content = raw.get("role"), raw.get("content")
-        if role not in ("user", "system") or not isinstance(content, str):
-            raise RemoteProtocolError("conversation.message needs role user|system and string content",
+        if role not in ("user", "system"):
+            raise RemoteProtocolError("conversation.message needs role user or system",
                                       code="invalid_value", param="role")
+        if not isinstance(content, str):
+            raise RemoteProtocolError("conversation.message needs string content",
+                                      code="invalid_value", param="content")
+        if len(content) > MAX_MESSAGE_CHARS:
+            raise RemoteProtocolError(f"'content' allows at most {MAX_MESSAGE_CHARS:,} characters "
+                                      f"(got {len(content):,})", code="invalid_value", param="content")
         return ConversationMessage(role, content)
     if etype == "session.end":
         return SessionEnd()
