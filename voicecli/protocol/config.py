@@ -209,7 +209,9 @@ def _to_wire(obj: Any) -> dict[str, Any]:
 
 def _num(value: Any) -> bool:
     """A finite JSON number (a TOML config may hold nan/inf; the wire decoder refuses them)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _add(problems: list[Problem], path: str, message: str, code: str = "invalid_value") -> None:
@@ -229,7 +231,7 @@ def _check_range(problems: list[Problem], obj: dict[str, Any], key: str, path: s
     if key not in obj or obj[key] is None:
         return
     value = obj[key]
-    if not _num(value) or (integer and float(value) != int(value)):
+    if not _num(value) or (integer and isinstance(value, float) and not value.is_integer()):
         kind = "an integer" if integer else "a number"
         _add(problems, path, f"'{path}' must be {kind}")
     elif not lo <= value <= hi:
