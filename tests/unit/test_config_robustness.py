@@ -5,6 +5,7 @@ resolved config fills every section 5.10 default (issue 9)."""
 from __future__ import annotations
 
 import copy
+import datetime
 import math
 
 import pytest
@@ -26,7 +27,7 @@ PATHS = [
     "pre_connect_requests", "webhook", "webhook.url", "webhook.events", "webhook.secret",
 ]
 VALUES = [math.nan, math.inf, -math.inf, 10**400, -(10**30), 5, 0.5, "x", "", True, None, [], [5], {},
-          {"a": 1}, [{"a": None}]]
+          {"a": 1}, [{"a": None}], datetime.date(1979, 5, 27), {"d": datetime.time(7, 32)}]   # TOML dates
 BASE = {"input": {"format": {}, "turn_detection": {}}, "output": {"format": {}},
         "tools": [{"type": "function", "name": "f", "parameters": {}, "response_instructions": {}}],
         "llm": [{"base_url": "http://x"}], "webhook": {"url": "https://h"}}

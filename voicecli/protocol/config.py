@@ -400,7 +400,7 @@ def _check_parameters(problems: list[Problem], params: Any, path: str) -> None:
     depth = _json_depth(params)
     if depth > MAX_TOOL_PARAMETERS_DEPTH:
         _add(problems, path, f"'{path}' nests {depth} levels deep; at most {MAX_TOOL_PARAMETERS_DEPTH}")
-    elif len(json.dumps(params)) > MAX_TOOL_PARAMETERS_CHARS:
+    elif len(json.dumps(params, default=str)) > MAX_TOOL_PARAMETERS_CHARS:   # TOML dates: str
         _add(problems, path, f"'{path}' allows at most {MAX_TOOL_PARAMETERS_CHARS:,} characters of JSON")
 
 
