@@ -208,21 +208,21 @@ def token(
     async def body() -> None:
         eff = load_checked(flags, env.stderr)
         key = eff.get("api_key")
+        url = eff.get("url") or DEFAULT_URL
         if eff.get("local"):
-            minted = await _mint_local(key or "local", expires_in, max_session_duration)
+            minted = await _mint_local(key, expires_in, max_session_duration)
             env.stderr.write("voicecli: note: this token is for the embedded server, which stops now\n")
         else:
-            if not key:
+            if not key and url == DEFAULT_URL:    # the service always needs one; a --url may not
                 raise UsageError("minting a token needs an API key: set ASSEMBLYAI_API_KEY or pass "
                                  "--api-key", "or add api_key to the config file")
-            minted = await asyncio.to_thread(mint_token, eff.get("url") or DEFAULT_URL, key, expires_in,
-                                             max_session_duration)
+            minted = await asyncio.to_thread(mint_token, url, key, expires_in, max_session_duration)
         echo(env, minted)
 
     run_command(body, env, debug)
 
 
-async def _mint_local(key: str, expires_in: int, max_duration: int | None) -> str:
+async def _mint_local(key: str | None, expires_in: int, max_duration: int | None) -> str:
     """A token from a short-lived embedded server (useful only while it runs: tests, demos)."""
     from voicecli.app.tokens import mint_token
     from voicecli.server.app import ServerThread

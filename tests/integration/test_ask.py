@@ -47,7 +47,7 @@ def test_greeting_is_spoken_before_the_first_turn(scripted_server: Served) -> No
 
 
 def test_tool_round_trip_with_no_tool_configured_gets_an_error_result(scripted_server: Served) -> None:
-    r = run_cli("ask", WEATHER, "--url", scripted_server.at(scenario="tools"), *KEY, *FAST, "--json")
+    r = run_cli("ask", WEATHER, "--url", scripted_server.at(scenario="undeclared_tool"), *KEY, *FAST, "--json")
     assert r.code == 0, r.stderr
     events = ndjson(r.stdout)
     types = [e["type"] for e in events]

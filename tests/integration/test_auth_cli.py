@@ -68,10 +68,35 @@ def test_token_with_a_refused_key_exits_3_without_printing_it(keyed_server: Serv
 
 
 def test_token_needs_a_key_and_a_reachable_server() -> None:
-    r = run_cli("token", "--url", "ws://127.0.0.1:9/v1/ws")
+    r = run_cli("token")                                             # the service: a key, always
     assert r.code == 2 and "needs an API key" in r.stderr
+    r = run_cli("token", "--url", "ws://127.0.0.1:9/v1/ws")          # another server may need none
+    assert r.code == 4 and "cannot reach the token endpoint" in r.stderr
     r = run_cli("token", "--url", "ws://127.0.0.1:9/v1/ws", "--api-key", "k")
     assert r.code == 4 and "cannot reach the token endpoint http://127.0.0.1:9/v1/token" in r.stderr
+
+
+def test_token_without_a_key_from_a_server_that_needs_none() -> None:
+    """Issue 9: `voicecli serve` without --api-key mints for anyone, so `token` needs no key; the
+    token then opens a session."""
+    served = start_server("--engine", "scripted", "--scenario", "echo", "--tts", "tone", "--no-rate-check")
+    try:
+        r = run_cli("token", "--url", served.url)
+        assert r.code == 0, r.stderr
+        token = r.stdout.strip()
+        assert token.count(".") == 2
+        used = run_cli("ask", HELLO, "--url", served.at(scenario="echo"), "--token", token, *FAST)
+        assert used.code == 0, used.stderr
+    finally:
+        stop_server(served)
+
+
+def test_token_without_a_key_from_a_server_that_needs_one_says_so(keyed_server: Served) -> None:
+    r = run_cli("token", "--url", keyed_server.url)
+    assert r.code == 3 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        f"voicecli: error: the token endpoint {keyed_server.url.replace('ws://', 'http://').replace('/v1/ws', '/v1/token')}"
+        " needs an API key (HTTP 401: Missing authorization header) (set ASSEMBLYAI_API_KEY or pass --api-key)"]
 
 
 def test_token_range_is_checked_before_asking() -> None:

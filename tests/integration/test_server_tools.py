@@ -79,3 +79,18 @@ def test_unknown_call_id_is_invalid_value_and_session_stays_open(srv: ServerThre
             await c.send({"type": "session.end"})
             assert (await c.recv())["type"] == "session.ended"
     run(main())
+
+
+def test_scenario_never_calls_a_tool_the_session_did_not_declare(srv: ServerThread) -> None:
+    """Issue 9: ``?scenario=tools`` without a declared get_weather emits no tool.call; the agent
+    says why in the transcript."""
+    async def main() -> None:
+        async with client(srv.url, query="scenario=tools") as c:
+            await c.start({"input": {"turn_detection": FAST_TD},
+                           "tools": [dict(weather_tool(), name="get_time")]})
+            got = await ask_weather(c)
+            assert "tool.call" not in types(got)
+            said = [e for e in got if e["type"] == "transcript.agent"][-1]["text"]
+            assert "get_weather" in said and "did not declare" in said
+            assert "tool.call" not in types(await c.quiet(0.3))
+    run(main())

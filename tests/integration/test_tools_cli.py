@@ -119,8 +119,8 @@ def test_timed_out_command_tool_is_killed_and_reported(scripted_server: Served, 
 def test_call_for_a_tool_not_configured_gets_an_error_naming_the_configured_ones(scripted_server: Served,
                                                                                tmp_path: Path) -> None:
     cfg = config(tmp_path, '[[tools]]\nname = "get_time"\ncommand = ["date"]\n')
-    r = run_cli("ask", WEATHER, "--config", cfg, "--url", scripted_server.at(scenario="tools"), *KEY, *FAST,
-                "--json")
+    r = run_cli("ask", WEATHER, "--config", cfg, "--url", scripted_server.at(scenario="undeclared_tool"),
+                *KEY, *FAST, "--json")
     assert r.code == 0, r.stderr
     (res,) = tool_results(ndjson(r.stdout))
     assert res["is_error"] is True and res["status"] == "sent"

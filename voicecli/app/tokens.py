@@ -40,31 +40,40 @@ def _detail(body: bytes) -> str:
     return str(detail or "")
 
 
-def mint_token(ws_url: str, api_key: str, expires_in: int, max_duration: int | None,
+def mint_token(ws_url: str, api_key: str | None, expires_in: int, max_duration: int | None,
                timeout: float = 10.0) -> str:
-    """The token the server at ``ws_url`` mints for ``api_key``. Blocking (run it in a thread).
-    Raises AuthError (401/403), ConnectError (unreachable), ServerError (anything else
+    """The token the server at ``ws_url`` mints for ``api_key``; with no key the request carries
+    no ``Authorization`` (an open server, e.g. ``voicecli serve`` without ``--api-key``, mints
+    anyway; one that needs a key answers 401 -> AuthError saying to set one). Blocking (run it in
+    a thread). Raises AuthError (401/403), ConnectError (unreachable), ServerError (anything else
     unexpected), UsageError (422)."""
     shown = token_url(ws_url)
     query = {"expires_in_seconds": expires_in}
     if max_duration is not None:
         query["max_session_duration_seconds"] = max_duration
-    request = urllib.request.Request(f"{shown}?{urlencode(query)}",
-                                     headers={"Authorization": f"Bearer {api_key}",
-                                              "Accept": "application/json"})
+    headers = {"Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(f"{shown}?{urlencode(query)}", headers=headers)
     # a server on this machine is reached directly, never through a configured proxy
     handlers = [urllib.request.ProxyHandler({})] if is_loopback(ws_url) else []
-    return _token_from(_fetch(urllib.request.build_opener(*handlers), request, shown, timeout), shown)
+    opener = urllib.request.build_opener(*handlers)
+    return _token_from(_fetch(opener, request, shown, timeout, keyed=bool(api_key)), shown)
 
 
 def _fetch(opener: urllib.request.OpenerDirector, request: urllib.request.Request, shown: str,
-           timeout: float) -> bytes:
+           timeout: float, keyed: bool = True) -> bytes:
     try:
         with opener.open(request, timeout=timeout) as response:
             body: bytes = response.read()
             return body
     except urllib.error.HTTPError as exc:
-        raise _http_error(exc.code, clean(_detail(exc.read()), 200), shown) from None
+        detail = clean(_detail(exc.read()), 200)
+        if exc.code == 401 and not keyed:
+            raise AuthError(f"the token endpoint {shown} needs an API key (HTTP 401"
+                            + (f": {detail}" if detail else "") + ")",
+                            "set ASSEMBLYAI_API_KEY or pass --api-key") from None
+        raise _http_error(exc.code, detail, shown) from None
     except urllib.error.URLError as exc:
         reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
         raise ConnectError(f"cannot reach the token endpoint {shown}: {clean(reason, 200)}",

@@ -14,8 +14,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from voicecli.protocol.constants import MAX_JSON_DEPTH, MAX_JSON_INT, MAX_MESSAGE_CHARS
 
 # The public names (what ``from voicecli.protocol import *`` re-exports): events, errors, codecs.
 __all__ = [
@@ -28,7 +31,7 @@ __all__ = [
     "TranscriptAgentDelta", "TranscriptAgent", "ReplyDone", "ToolCall", "ReplyError", "UnknownEvent",
     "client_event_from_dict", "decode_client_event", "decode_server_event", "encode", "encode_server",
     "server_event_dict", "server_event_from_dict", "summarize_raw", "encode_server_event",
-    "server_event_to_dict",
+    "server_event_to_dict", "safe_json_loads",
 ]
 
 
@@ -397,11 +400,167 @@ ServerEvent = (
 # --------------------------------------------------------------------------------------------
 
 
-def _loads(text: str | bytes) -> dict[str, Any]:
+# -- the safe JSON reader (issue 12 item 4) -----------------------------------------------------
+# Safe by construction: what leaves :func:`safe_json_loads` nests at most MAX_JSON_DEPTH deep and
+# holds only finite numbers, integers within MAX_JSON_INT, so later code may convert with
+# ``float()``/``int()`` and recurse freely; and the only exception a frame can raise is
+# RemoteProtocolError, with ``param`` naming where it went wrong. NaN/Infinity are refused by the
+# parser's constant hook; the C parser's own recursion guard (RecursionError) is turned into the
+# depth error; one iterative walk checks depth and number bounds of the result. An audio frame is a
+# flat object: the walk is one pass over its four values (bench/decode_bench.py measures it).
+
+_TOKEN_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]')
+
+
+class _Refused(Exception):
+    """A NaN/Infinity constant; turned into RemoteProtocolError with its path."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(name)
+
+
+class _Bad:
+    """Stands for a refused constant in the second, diagnostic parse."""
+
+
+_BAD = _Bad()
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_DIAGNOSE = json.JSONDecoder(parse_constant=lambda name: _BAD)
+
+
+def _path(parts: list[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return _strip_session(out)
+
+
+def _strip_session(path: str) -> str:
+    """Params of ``session.update`` are relative to its ``session`` object (as validation's)."""
+    return path[len("session."):] if path.startswith("session.") else path
+
+
+def _deep_path(text: str) -> str:
+    """The path of the container that first nests deeper than MAX_JSON_DEPTH (at most 8 parts);
+    used only for a frame the parser refused as too deep."""
+    stack: list[list[Any]] = []        # [kind, key or index, expecting a key]
+    for match in _TOKEN_RE.finditer(text):
+        tok = match.group()
+        if tok == "[" or tok == "{":
+            if len(stack) >= MAX_JSON_DEPTH:
+                break
+            stack.append(["[", 0, False] if tok == "[" else ["{", None, True])
+        elif tok == "]" or tok == "}":
+            if stack:
+                stack.pop()
+        elif tok == ",":
+            if stack and stack[-1][0] == "[":
+                stack[-1][1] += 1
+            elif stack:
+                stack[-1][2] = True
+        elif tok == ":":
+            if stack:
+                stack[-1][2] = False
+        elif stack and stack[-1][0] == "{" and stack[-1][2]:
+            stack[-1][1] = tok[1:-1][:40]
+    return _path([entry[1] for entry in stack if entry[1] is not None][:8])
+
+
+def _too_deep(param: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"the message nests deeper than {MAX_JSON_DEPTH} levels",
+                               param=param or None)
+
+
+def _bad_number(value: Any, parts: list[str | int]) -> RemoteProtocolError:
+    where = _path(parts)
+    shown = f"{value:.3g}" if isinstance(value, float) else (f"{str(value)[:20]}..." if
+                                                             abs(value) > 10**20 else str(value))
+    what = "numbers must be finite" if isinstance(value, float) else \
+        f"integers are limited to +-{MAX_JSON_INT}"
+    label = f"'{where}': " if where else ""
+    return RemoteProtocolError(f"{label}{shown} is out of range ({what})", code="invalid_value",
+                               param=where or None)
+
+
+def _number_ok(value: Any) -> bool:
+    if type(value) is float:
+        return value - value == 0.0                 # false for inf and nan
+    return bool(-MAX_JSON_INT <= value <= MAX_JSON_INT)
+
+
+def _check_tree(obj: Any) -> None:
+    """Depth and number bounds of a parsed document, iteratively (never recurses)."""
+    todo: list[tuple[Any, list[str | int]]] = [(obj, [])]
+    while todo:
+        node, where = todo.pop()
+        items = node.items() if type(node) is dict else enumerate(node)
+        for key, value in items:
+            kind = type(value)
+            if kind is str or kind is bool or value is None:
+                continue
+            if kind is dict or kind is list:
+                if len(where) + 2 > MAX_JSON_DEPTH:      # the child's depth (the root is 1)
+                    raise _too_deep(_path([*where, key][:8]))
+                todo.append((value, [*where, key]))
+            elif kind is float or kind is int:
+                if not _number_ok(value):
+                    raise _bad_number(value, [*where, key])
+
+
+def safe_json_loads(text: str | bytes) -> Any:
+    """``json.loads`` that raises only RemoteProtocolError: bad JSON, nesting deeper than
+    MAX_JSON_DEPTH, NaN/Infinity, floats that overflow (1e999), integers beyond MAX_JSON_INT."""
+    if type(text) is not str:
+        if not isinstance(text, (bytes, bytearray, memoryview)):
+            raise RemoteProtocolError("frame is not text")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RemoteProtocolError(f"frame is not UTF-8 text: {exc.reason}") from None
     try:
-        obj = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RemoteProtocolError(f"frame is not JSON: {exc}") from exc
+        obj = _DECODER.decode(text)
+    except _Refused as refused:
+        try:
+            where = _find_bad(_DIAGNOSE.decode(text))
+        except (ValueError, RecursionError):
+            where = ""
+        label = f"'{where}': " if where else ""
+        raise RemoteProtocolError(f"{label}{refused} is not a JSON number (numbers must be finite)",
+                                  param=where or None) from None
+    except RecursionError:
+        raise _too_deep(_deep_path(text)) from None
+    except ValueError as exc:
+        raise RemoteProtocolError(f"frame is not JSON: {str(exc)[:200]}") from None
+    if type(obj) is dict:
+        for value in obj.values():     # the hot path: a flat object of strings and a timestamp
+            kind = type(value)
+            if kind is not str and (kind is not float or value - value != 0.0):
+                _check_tree(obj)
+                break
+    elif type(obj) is list:
+        _check_tree(obj)
+    elif (type(obj) is float or type(obj) is int) and not _number_ok(obj):
+        raise _bad_number(obj, [])
+    return obj
+
+
+def _find_bad(obj: Any) -> str:
+    """The path of the first refused constant in a diagnostic parse (iterative)."""
+    todo: list[tuple[Any, list[str | int]]] = [(obj, [])]
+    while todo:
+        node, where = todo.pop()
+        if node is _BAD:
+            return _path(where)
+        if isinstance(node, dict):
+            todo.extend((v, [*where, k]) for k, v in reversed(list(node.items())))
+        elif isinstance(node, list):
+            todo.extend((v, [*where, i]) for i, v in reversed(list(enumerate(node))))
+    return ""
+
+
+def _loads(text: str | bytes) -> dict[str, Any]:
+    obj = safe_json_loads(text)
     if not isinstance(obj, dict):
         raise RemoteProtocolError("frame is not a JSON object")
     return obj
@@ -411,8 +570,8 @@ def _arguments(raw: dict[str, Any]) -> dict[str, Any]:
     args = raw.get("arguments", raw.get("args"))
     if isinstance(args, str):  # tolerate OpenAI-style JSON-string arguments
         try:
-            args = json.loads(args) if args.strip() else {}
-        except ValueError:
+            args = safe_json_loads(args) if args.strip() else {}
+        except RemoteProtocolError:
             return {"_raw": args}
     return args if isinstance(args, dict) else {}
 
@@ -504,12 +663,21 @@ def client_event_from_dict(raw: dict[str, Any]) -> ClientEvent:
         return ToolResult(call_id, result, raw.get("is_error") is True)
     if etype == "reply.create":
         instr = raw.get("instructions")
+        if isinstance(instr, str) and len(instr) > MAX_MESSAGE_CHARS:
+            raise RemoteProtocolError(f"'instructions' allows at most {MAX_MESSAGE_CHARS:,} characters "
+                                      f"(got {len(instr):,})", code="invalid_value", param="instructions")
         return ReplyCreate(instr if isinstance(instr, str) else None)
     if etype == "conversation.message":
         role, content = raw.get("role"), raw.get("content")
-        if role not in ("user", "system") or not isinstance(content, str):
-            raise RemoteProtocolError("conversation.message needs role user|system and string content",
+        if role not in ("user", "system"):
+            raise RemoteProtocolError("conversation.message needs role user or system",
                                       code="invalid_value", param="role")
+        if not isinstance(content, str):
+            raise RemoteProtocolError("conversation.message needs string content",
+                                      code="invalid_value", param="content")
+        if len(content) > MAX_MESSAGE_CHARS:
+            raise RemoteProtocolError(f"'content' allows at most {MAX_MESSAGE_CHARS:,} characters "
+                                      f"(got {len(content):,})", code="invalid_value", param="content")
         return ConversationMessage(role, content)
     if etype == "session.end":
         return SessionEnd()

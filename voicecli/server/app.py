@@ -47,6 +47,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from voicecli.protocol.constants import MAX_FRAME_BYTES
 from voicecli.protocol.events import SessionError, encode_server_event
 
 from .agent import AgentSession
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("voicecli.server")
 
-MAX_MESSAGE_BYTES = 2**20  # protocol.md 1.1 (inferred websockets default): 1 MiB, else close 1009
+MAX_MESSAGE_BYTES = MAX_FRAME_BYTES  # protocol.md 1.1 (inferred websockets default): 1 MiB, else close 1009
 DEFAULT_SCENARIO = "echo"
 NO_SCENARIO = "none"   # ?scenario=none: no scripted scenario, the default engines (and LLM, if set)
 

@@ -77,12 +77,15 @@ def token_endpoint(connection: ServerConnection, request: Request, query: str,
     if request.method != "GET":
         return json_response(connection, 405, {"detail": "Method Not Allowed"})
     header = request.headers.get("Authorization")
-    if header is None or not header.strip():
+    if (header is None or not header.strip()) and credentials.api_key is None:
+        key = "anonymous"   # an open server (no --api-key) mints without one, as it connects without one
+    elif header is None or not header.strip():
         return json_response(connection, 401, {"detail": "Missing authorization header"})
-    scheme, _, rest = header.strip().partition(" ")
-    key = rest.strip() if scheme.lower() == "bearer" else header.strip()  # raw key works too [L]
-    if not credentials.key_ok(key):
-        return json_response(connection, 401, {"detail": "Unauthorized"})
+    else:
+        scheme, _, rest = header.strip().partition(" ")
+        key = rest.strip() if scheme.lower() == "bearer" else header.strip()  # raw key works too [L]
+        if not credentials.key_ok(key):
+            return json_response(connection, 401, {"detail": "Unauthorized"})
     parsed = parse_qs(query, keep_blank_values=True)
     values: dict[str, int] = {}
     errors: list[dict[str, Any]] = []

@@ -16,9 +16,13 @@ Scenario format (TOML or JSON; a bare name resolves to ``voicecli/server/scenari
     on_timeout = "Sorry, {name} did not answer."        # optional, when a tool times out
 
 Turn N of the conversation gets scenario turn N; past the end the agent says "That is the end of
-the script." A ``reply.create`` speaks ``reply_create`` if set, else its ``instructions``
-verbatim (deterministic for tests), else "How can I help?". A tool result that is a JSON string
-literal (``"\"sunny\""``) is quoted as the plain string; any other result text is quoted as is.
+the script." A scripted tool call is made only if the session declared that tool (``tools`` in its
+``session.update``); otherwise the agent says which tool the scenario would have called and that
+the session did not declare it, instead of the turn's ``agent`` line (a top-level
+``undeclared_tools = true`` makes a scenario call them anyway: a quirky server for client tests).
+A ``reply.create`` speaks ``reply_create`` if set, else its ``instructions`` verbatim
+(deterministic for tests), else "How can I help?". A tool result that is a JSON string literal
+(``"\"sunny\""``) is quoted as the plain string; any other result text is quoted as is.
 A top-level ``greeting`` key is informational only: the greeting stays client-configured.
 """
 
@@ -57,6 +61,7 @@ class Scenario:
     turns: tuple[ScenarioTurn, ...]
     reply_create: str | None = None
     greeting: str | None = None
+    undeclared_tools: bool = False    # call tools the session did not declare (a quirky server)
 
 
 def _tool_call(raw: Any, where: str) -> ToolCallPlan:
@@ -83,7 +88,7 @@ def scenario_from_dict(data: dict[str, Any], name: str) -> Scenario:
         turns.append(ScenarioTurn(raw.get("user", ""), str(raw.get("agent", "")), calls,
                                   raw.get("after_tools"), raw.get("on_timeout")))
     return Scenario(str(data.get("name", name)), tuple(turns), data.get("reply_create"),
-                    data.get("greeting"))
+                    data.get("greeting"), data.get("undeclared_tools") is True)
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -155,9 +160,21 @@ class ScriptedEngine:
         if ctx.turn_index >= len(self.scenario.turns):
             return ReplyPlan(END_OF_SCRIPT)
         turn = self.scenario.turns[ctx.turn_index]
-        if turn.tool_calls:
+        declared = {t.get("name") for t in ctx.tools if isinstance(t, dict)}
+        allowed = self.scenario.undeclared_tools
+        calls = tuple(c for c in turn.tool_calls if allowed or c.name in declared)
+        missing = sorted({c.name for c in turn.tool_calls if c.name not in declared and not allowed})
+        if calls:
             self._tool_turn = turn
-        return ReplyPlan(turn.agent, turn.tool_calls)
+        if not missing:
+            return ReplyPlan(turn.agent, calls)
+        # never call a tool the session did not declare (issue 9): say so in the transcript
+        names = " and ".join(missing)
+        note = (f"The {self.scenario.name} scenario calls {names} here, but this session did not "
+                f"declare {'that tool' if len(missing) == 1 else 'those tools'}.")
+        if calls:
+            return ReplyPlan(f"{turn.agent} {note}".strip(), calls)
+        return ReplyPlan(note)
 
     def after_tools(self, ctx: TurnContext, outcomes: list[ToolOutcome]) -> ReplyPlan:
         turn = self._tool_turn
