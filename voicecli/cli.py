@@ -162,7 +162,7 @@ def ask(
     replies."""
     from voicecli.app.ask import AskOptions, run_ask
     from voicecli.app.endpoint import Endpoint
-    from voicecli.audio.files import load_audio_files
+    from voicecli.audio.files import open_audio_files
     from voicecli.config import CommonFlags
     from voicecli.settings import resolve
     from voicecli.tools import ToolRunner
@@ -188,7 +188,7 @@ def ask(
         if any(str(p) == "-" for p in paths) and sys.stdin is not None and sys.stdin.isatty():
             raise UsageError("'-' reads the audio from standard input, which is a terminal",
                              "pipe or redirect a file: voicecli ask - < question.wav")
-        decoded = iter(load_audio_files(paths))    # bad files fail before connecting (exit 6)
+        decoded = iter(open_audio_files(paths))    # probed: bad files fail before connecting (exit 6)
         turns = [item if isinstance(item, str) else next(decoded)
                  for item in _in_order(ctx, paths, says)]
         resolved = resolve(flags, env.stderr)      # bad settings fail before connecting (exit 2)

@@ -8,6 +8,7 @@ directory, disk full) raises :class:`~voicecli.errors.AudioFileError` naming the
 from __future__ import annotations
 
 import os
+import struct
 import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from voicecli.errors import AudioFileError
 from voicecli.protocol.constants import RATE
 
 _BLOCK_FRAMES = RATE  # frames per write when streaming a recording to disk (one second)
+_MAX_DATA = 0xFFFFFFFF - 36  # a RIFF size is 32 bits: a WAV holds at most ~4 GiB (12 h at 24 kHz stereo)
 
 
 @contextmanager
@@ -51,6 +53,92 @@ def write_wav(path: str | os.PathLike[str], pcm: bytes, rate: int = RATE, channe
     usable = len(pcm) - len(pcm) % frame_bytes
     with _wav_writer(path, rate, channels) as wf:
         wf.writeframes(pcm[:usable])
+
+
+class WavStream:
+    """A PCM16 WAV file written as audio arrives, readable at every moment (even after ``kill -9``).
+
+    The 44-byte header is written first with sizes 0; every :meth:`write` appends the frames with an
+    unbuffered ``os.write`` and then rewrites the RIFF and data sizes in place (``os.pwrite``), so the
+    file on disk is always a complete WAV of what was written so far: a crash or SIGKILL loses nothing
+    that reached :meth:`write` (the page cache survives the process). :meth:`close` is idempotent.
+    Memory: at most one partial frame. Errors raise :class:`AudioFileError` naming the path.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], rate: int = RATE, channels: int = 1) -> None:
+        if rate <= 0 or channels <= 0:
+            raise ValueError("rate and channels must be positive")
+        self.path = os.fspath(path)
+        self.rate, self.channels = rate, channels
+        self.frame_bytes = 2 * channels
+        self.data_bytes = 0
+        self._partial = b""
+        _check_target(self.path)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            os.write(self._fd, self._header(0))
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
+
+    def _header(self, data_bytes: int) -> bytes:
+        byte_rate = self.rate * self.frame_bytes
+        return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt "
+                + struct.pack("<IHHIIHH", 16, 1, self.channels, self.rate, byte_rate, self.frame_bytes, 16)
+                + b"data" + struct.pack("<I", data_bytes))
+
+    @property
+    def frames(self) -> int:
+        return self.data_bytes // self.frame_bytes
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.rate
+
+    def write(self, pcm: bytes) -> None:
+        """Append interleaved PCM16 LE ``pcm``; a trailing partial frame waits for the next write."""
+        if self._fd is None:
+            raise ValueError("write to a closed WavStream")
+        data = self._partial + bytes(pcm) if self._partial else bytes(pcm)
+        usable = len(data) - len(data) % self.frame_bytes
+        self._partial = data[usable:]
+        if not usable or self.data_bytes + usable > _MAX_DATA:
+            return
+        try:
+            view = memoryview(data)[:usable]
+            while view:
+                view = view[os.write(self._fd, view):]
+            self.data_bytes += usable
+            os.pwrite(self._fd, struct.pack("<I", 36 + self.data_bytes), 4)
+            os.pwrite(self._fd, struct.pack("<I", self.data_bytes), 40)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> WavStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_target(p: str) -> None:
+    parent = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(parent):
+        raise AudioFileError(
+            f"Cannot write WAV file {p!r}: directory {parent!r} does not exist.", "create the directory first"
+        )
+    if os.path.isdir(p):
+        raise AudioFileError(f"Cannot write WAV file {p!r}: it is a directory.", "pass a file path")
+
+
+def _write_error(p: str, exc: OSError) -> AudioFileError:
+    reason = exc.strerror or str(exc)
+    return AudioFileError(f"Cannot write WAV file {p!r} ({reason}).",
+                          "check the directory's permissions and free space")
 
 
 class _Track:
