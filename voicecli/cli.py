@@ -153,6 +153,10 @@ def ask(
                          "per file, in order; case-insensitive). Any mismatch: exit 1.")] = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
+    tool_concurrency: Annotated[int | None, typer.Option(
+        "--tool-concurrency", min=1, max=64,
+        help="The most tool commands run at once; further tool.calls wait their turn "
+             "[default: 4; config tool_concurrency].")] = None,
     barge_in_after: Annotated[int | None, typer.Option(
         "--barge-in-after", min=0, help="Start the next file this many ms into the agent's reply "
                                         "(tests the agent's interruption handling).")] = None,
@@ -165,14 +169,14 @@ def ask(
     from voicecli.audio.files import open_audio_files
     from voicecli.config import CommonFlags
     from voicecli.settings import resolve
-    from voicecli.tools import ToolRunner
+    from voicecli.tools import configured_runner
     from voicecli.ui.modes import make_output
 
     env = environment(ctx)
 
     flags = CommonFlags(url=url, local=local, api_key=api_key, token=token, system_prompt=system_prompt,
                         greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
-                        config_path=str(config) if config else None)
+                        config_path=str(config) if config else None, tool_concurrency=tool_concurrency)
 
     paths, says = list(files or []), list(say or [])
 
@@ -201,7 +205,7 @@ def ask(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
                     timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after,
                     expect=list(expect or [])), output,
-                    ToolRunner(resolved.tools))
+                    configured_runner(resolved.tools, resolved.client))
         finally:
             output.close()
 
