@@ -1,4 +1,5 @@
-"""Write PCM16 WAV files: plain one-shot writes and a two-channel session recording.
+"""Write PCM16 WAV files: one-shot writes, a WAV streamed as audio arrives (:class:`WavStream`, readable
+even after a kill) and a two-channel session recording streamed the same way (:class:`SessionRecorder`).
 
 Contract: every failure to create or write the file (missing directory, no permission, path is a
 directory, disk full) raises :class:`~voicecli.errors.AudioFileError` naming the path, never a raw
@@ -8,7 +9,9 @@ directory, disk full) raises :class:`~voicecli.errors.AudioFileError` naming the
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import tempfile
 import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,7 +78,7 @@ class WavStream:
         self._partial = b""
         _check_target(self.path)
         try:
-            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
             os.write(self._fd, self._header(0))
         except OSError as exc:
             raise _write_error(self.path, exc) from None
@@ -113,6 +116,27 @@ class WavStream:
         except OSError as exc:
             raise _write_error(self.path, exc) from None
 
+    def read_frames(self, start: int, count: int) -> bytes:
+        """``count`` frames from frame ``start`` (already written ones only)."""
+        if self._fd is None:
+            raise ValueError("read from a closed WavStream")
+        count = max(0, min(count, self.frames - start))
+        try:
+            return os.pread(self._fd, count * self.frame_bytes, 44 + start * self.frame_bytes)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
+
+    def overwrite(self, start: int, pcm: bytes) -> None:
+        """Replace already written frames from frame ``start`` with ``pcm`` (whole frames, all inside)."""
+        if self._fd is None:
+            raise ValueError("write to a closed WavStream")
+        if start < 0 or start * self.frame_bytes + len(pcm) > self.data_bytes or len(pcm) % self.frame_bytes:
+            raise ValueError("overwrite outside the written frames")
+        try:
+            os.pwrite(self._fd, pcm, 44 + start * self.frame_bytes)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
+
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -141,94 +165,112 @@ def _write_error(p: str, exc: OSError) -> AudioFileError:
                           "check the directory's permissions and free space")
 
 
-class _Track:
-    """One channel: non-overlapping ``(offset_frames, pcm)`` segments in increasing offset order."""
-
-    __slots__ = ("end", "segments")
-
-    def __init__(self) -> None:
-        self.segments: list[tuple[int, bytes]] = []
-        self.end = 0
-
-    def add(self, pcm: bytes, offset: int) -> None:
-        usable = len(pcm) - len(pcm) % 2
-        if usable == 0:
-            return
-        start = max(offset, self.end)  # never overlap: late audio goes right after what we have
-        self.segments.append((start, bytes(pcm[:usable])))
-        self.end = start + usable // 2
-
-
 class SessionRecorder:
-    """Records a conversation as a stereo WAV on one session clock: user left, agent right.
+    """Records a conversation as a stereo WAV on one session clock: user left, agent right, written
+    to disk as it is added (bounded memory, a valid file at every moment).
 
     Contract: ``at_s`` is seconds since session start on the caller's clock. Audio lands at
     ``round(at_s * rate)`` unless that channel already extends past it, in which case it is appended
-    right after (audio is never overwritten). Gaps are silence. Memory is the PCM added plus a list of
-    offsets; :meth:`write` assembles the stereo file block by block. Not thread-safe: call from one thread
-    (the event loop).
+    right after (audio is never overwritten). Gaps are silence. Audio for a stretch already on disk
+    (the agent's channel is placed once a reply has been heard) is merged into the file in place
+    (read, set the channel, write back, one block at a time). With ``path`` the file is that path,
+    created at the first audio (or by :meth:`write`/:meth:`close`); without, an anonymous temporary
+    file that :meth:`write` copies to its destination. Memory: one block (:data:`_BLOCK_FRAMES`),
+    whatever the length; a crash or kill leaves the file readable up to the last audio added.
+    Not thread-safe: call from one thread (the event loop).
     """
 
-    def __init__(self, rate: int = RATE) -> None:
+    def __init__(self, rate: int = RATE, path: str | os.PathLike[str] | None = None) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self._user = _Track()
-        self._agent = _Track()
+        self.path = None if path is None else os.fspath(path)
+        self._stream: WavStream | None = None
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self._end = [0, 0]          # per channel: the frame after its last sample
 
     def add_user(self, pcm: bytes, at_s: float) -> None:
         """Place PCM16 mono ``pcm`` (at ``rate``) on the left channel at ``at_s`` seconds."""
-        self._user.add(pcm, self._offset(at_s))
+        self._place(0, pcm, self._offset(at_s))
 
     def add_agent(self, pcm: bytes, at_s: float) -> None:
         """Place PCM16 mono ``pcm`` (at ``rate``) on the right channel at ``at_s`` seconds."""
-        self._agent.add(pcm, self._offset(at_s))
+        self._place(1, pcm, self._offset(at_s))
 
     @property
     def frames(self) -> int:
         """Length of the recording in frames (the longer channel)."""
-        return max(self._user.end, self._agent.end)
+        return max(self._end)
 
     @property
     def duration_s(self) -> float:
         """Length of the recording in seconds."""
         return self.frames / self.rate
 
-    def write(self, path: str | os.PathLike[str]) -> None:
-        """Write a stereo PCM16 WAV at ``rate``; both channels padded with silence to the same length."""
-        total = self.frames
-        block = np.zeros((_BLOCK_FRAMES, 2), dtype="<i2")
-        cursors = [0, 0]
-        tracks = (self._user, self._agent)
-        with _wav_writer(path, self.rate, 2) as wf:
-            for start in range(0, total, _BLOCK_FRAMES):
-                stop = min(start + _BLOCK_FRAMES, total)
-                block[:] = 0
-                for ch, track in enumerate(tracks):
-                    cursors[ch] = _fill(block[:, ch], track.segments, cursors[ch], start, stop)
-                wf.writeframes(block[: stop - start].tobytes())
+    def _open(self) -> WavStream:
+        if self._stream is None:
+            target = self.path
+            if target is None:
+                self._tmpdir = tempfile.TemporaryDirectory(prefix="voicecli-rec-")
+                target = os.path.join(self._tmpdir.name, "session.wav")
+            self._stream = WavStream(target, self.rate, 2)
+        return self._stream
+
+    def _place(self, ch: int, pcm: bytes, offset: int) -> None:
+        n = len(pcm) // 2
+        if n == 0:
+            return
+        stream = self._open()
+        start = max(offset, self._end[ch])     # never overlap: late audio goes right after what we have
+        self._end[ch] = start + n
+        src = np.frombuffer(pcm, dtype="<i2", count=n)
+        pos = 0
+        while pos < n:                          # the part inside what is on disk: merge in place
+            at = start + pos
+            if at >= stream.frames:
+                break
+            count = min(_BLOCK_FRAMES, n - pos, stream.frames - at)
+            block = np.frombuffer(stream.read_frames(at, count), dtype="<i2").reshape(-1, 2).copy()
+            block[:, ch] = src[pos:pos + count]
+            stream.overwrite(at, block.tobytes())
+            pos += count
+        if pos < n and start + pos > stream.frames:   # a gap before it: silence
+            gap = start + pos - stream.frames
+            zeros = bytes(4 * min(gap, _BLOCK_FRAMES))
+            while gap > 0:
+                step = min(gap, _BLOCK_FRAMES)
+                stream.write(zeros[: 4 * step])
+                gap -= step
+        while pos < n:                          # beyond the end: append, the other channel silent
+            count = min(_BLOCK_FRAMES, n - pos)
+            block = np.zeros((count, 2), dtype="<i2")
+            block[:, ch] = src[pos:pos + count]
+            stream.write(block.tobytes())
+            pos += count
+
+    def close(self) -> None:
+        """Finish the file (creating an empty one if no audio came); idempotent."""
+        self._open().close()
+
+    def write(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Finish the recording; with ``path`` (other than the one it streams to) copy it there."""
+        if path is not None and self.path is None and self._stream is None:
+            self.path = os.fspath(path)        # nothing streamed yet: write it in place
+        self.close()
+        stream = self._stream
+        assert stream is not None
+        if path is None or os.path.abspath(os.fspath(path)) == os.path.abspath(stream.path):
+            return
+        p = os.fspath(path)
+        _check_target(p)
+        try:
+            shutil.copyfile(stream.path, p)
+        except OSError as exc:
+            raise _write_error(p, exc) from None
 
     def _offset(self, at_s: float) -> int:
         return max(0, round(at_s * self.rate))
 
-
-def _fill(column: np.ndarray, segments: list[tuple[int, bytes]], cursor: int, start: int, stop: int) -> int:
-    """Copy the parts of ``segments`` inside frames [start, stop) into ``column``; return the new cursor.
-
-    ``cursor`` is the index of the first segment that may still overlap ``start`` (segments are sorted
-    and non-overlapping), so a whole write is linear in the number of segments plus frames.
-    """
-    i = cursor
-    while i < len(segments):
-        offset, pcm = segments[i]
-        if offset >= stop:
-            break
-        seg_end = offset + len(pcm) // 2
-        if seg_end > start:
-            lo, hi = max(offset, start), min(seg_end, stop)
-            samples = np.frombuffer(pcm, dtype="<i2", count=hi - lo, offset=2 * (lo - offset))
-            column[lo - start : hi - start] = samples
-        if seg_end > stop:
-            break  # this segment continues into the next block
-        i += 1
-    return i
+    def __del__(self) -> None:
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
