@@ -115,3 +115,19 @@ def test_interrupt_before_session_ready_sends_session_end(sig: int) -> None:
         wait_for(lambda: srv.stats.client_events["session.end"] >= 1, "session.end", timeout=5)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+
+
+def test_sigterm_in_eval_is_ctrl_c(tmp_path: Path) -> None:
+    with HostileServer(long_reply()) as srv:
+        suite = tmp_path / "suite.toml"
+        suite.write_text(f'url = "{srv.url}"\napi_key = "k"\ntimeout_s = 60\n'
+                         f'[[conversations]]\nname = "long"\n  [[conversations.turns]]\n  audio = "{HELLO}"\n',
+                         encoding="utf-8")
+        proc = start_cli("eval", str(suite))
+        wait_for(lambda: srv.stats.replies >= 1, "the reply to start")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=unit(20))
+        ended = srv.stats.client_events["session.end"]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and ended == 1, err
