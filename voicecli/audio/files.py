@@ -169,7 +169,7 @@ def to_protocol_pcm(data: npt.NDArray[Any], rate: int) -> bytes:
 
 
 def _finite(mono: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """NaN -> 0, +/-inf -> +/-1 (in place when the array is writable); finite input is returned as is."""
+    """NaN -> 0, +/-inf -> +/-1 (a repaired copy); finite input is returned as is."""
     if np.isfinite(mono).all():
         return mono
     return np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
