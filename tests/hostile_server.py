@@ -23,6 +23,10 @@ Hostility is switched on by :class:`Hostility` fields (each names the attack of 
 - ``user_delta_storm``: (count, per_second) ``transcript.user.delta`` frames before the first reply.
 - ``tool_calls``: that many ``tool.call`` frames in the first reply (names from ``tool_name``).
 - ``audio_flood_s``: seconds of ``reply.audio`` sent as fast as the socket takes it in the first reply.
+- ``follow_up_after_tools``: once every ``tool.call`` of a reply has its ``tool.result``, a follow-up reply
+  (protocol.md 6.5; the polite thing, off by default).
+- ``reply_in_background``: replies run as tasks, so client events are read (and counted) while a long
+  reply streams (e.g. the ``session.end`` of a client interrupted mid-reply); default: inline.
 
 :attr:`HostileServer.stats` counts connections, updates, resumes, deaths and client events by type
 (thread-safe reads after the run).
@@ -76,6 +80,8 @@ class Hostility:
     tool_calls: int = 0
     tool_name: str = "get_weather"
     audio_flood_s: float = 0.0
+    reply_in_background: bool = False
+    follow_up_after_tools: bool = False
     end_of_turn_ms: float = 600.0   # quiet audio after some loud audio that ends a user turn
     reply_ms: float = 400.0
     reply_text: str = "Hello from the hostile server."
@@ -178,6 +184,15 @@ class _Connection:
         self.ready_at: float | None = None
         self.resumed = False
         self.first_reply_done = False
+        self.background: set[asyncio.Task[None]] = set()
+        self.awaiting_results = 0  # tool.calls sent that have no tool.result yet
+
+    @staticmethod
+    async def _quietly(work: Any) -> None:
+        try:
+            await work
+        except ConnectionClosed:
+            pass
 
     async def send(self, text: str) -> None:
         await self.ws.send(text)
@@ -229,9 +244,15 @@ class _Connection:
                     self.silence_ms += ms
                 if self.speech_ms >= 100 and self.silence_ms >= self.h.end_of_turn_ms:
                     self.speech_ms = 0.0
-                    await self.turn()
+                    if self.h.reply_in_background:
+                        self.background.add(asyncio.create_task(self._quietly(self.turn())))
+                    else:
+                        await self.turn()
             elif etype == "tool.result":
                 self.srv._count(tool_results=1)
+                self.awaiting_results -= 1
+                if self.awaiting_results == 0 and self.h.follow_up_after_tools:
+                    await self.reply()
             elif etype == "session.end":
                 await self.send(frame("session.ended", session_duration_seconds=1.0,
                                       audio_duration_seconds=self.audio_ms / 1000))
@@ -312,6 +333,7 @@ class _Connection:
         if first and self.h.delta_storm:
             await self.storm("transcript.agent.delta", *self.h.delta_storm, reply_id=rid, item_id=item)
         if first and self.h.tool_calls:
+            self.awaiting_results += self.h.tool_calls
             for i in range(self.h.tool_calls):
                 await self.send(frame("tool.call", call_id=f"call_{i}", name=self.h.tool_name,
                                       arguments={"location": f"City {i}"}))

@@ -153,6 +153,10 @@ def ask(
                          "per file, in order; case-insensitive). Any mismatch: exit 1.")] = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
+    tool_concurrency: Annotated[int | None, typer.Option(
+        "--tool-concurrency", min=1, max=64,
+        help="The most tool commands run at once; further tool.calls wait their turn "
+             "[default: 4; config tool_concurrency].")] = None,
     barge_in_after: Annotated[int | None, typer.Option(
         "--barge-in-after", min=0, help="Start the next file this many ms into the agent's reply "
                                         "(tests the agent's interruption handling).")] = None,
@@ -162,17 +166,17 @@ def ask(
     replies."""
     from voicecli.app.ask import AskOptions, run_ask
     from voicecli.app.endpoint import Endpoint
-    from voicecli.audio.files import load_audio_files
+    from voicecli.audio.files import open_audio_files
     from voicecli.config import CommonFlags
     from voicecli.settings import resolve
-    from voicecli.tools import ToolRunner
+    from voicecli.tools import configured_runner
     from voicecli.ui.modes import make_output
 
     env = environment(ctx)
 
     flags = CommonFlags(url=url, local=local, api_key=api_key, token=token, system_prompt=system_prompt,
                         greeting=greeting, voice=voice, agent_id=agent_id, profile=profile,
-                        config_path=str(config) if config else None)
+                        config_path=str(config) if config else None, tool_concurrency=tool_concurrency)
 
     paths, says = list(files or []), list(say or [])
 
@@ -188,7 +192,7 @@ def ask(
         if any(str(p) == "-" for p in paths) and sys.stdin is not None and sys.stdin.isatty():
             raise UsageError("'-' reads the audio from standard input, which is a terminal",
                              "pipe or redirect a file: voicecli ask - < question.wav")
-        decoded = iter(load_audio_files(paths))    # bad files fail before connecting (exit 6)
+        decoded = iter(open_audio_files(paths))    # probed: bad files fail before connecting (exit 6)
         turns = [item if isinstance(item, str) else next(decoded)
                  for item in _in_order(ctx, paths, says)]
         resolved = resolve(flags, env.stderr)      # bad settings fail before connecting (exit 2)
@@ -201,7 +205,7 @@ def ask(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
                     timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after,
                     expect=list(expect or [])), output,
-                    ToolRunner(resolved.tools))
+                    configured_runner(resolved.tools, resolved.client))
         finally:
             output.close()
 

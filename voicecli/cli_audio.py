@@ -105,6 +105,10 @@ def chat(
                                                    "and a transcript JSON in this directory.")] = None,
     chunk_ms: Annotated[int, typer.Option("--chunk-ms", min=20, max=100, help="input.audio chunk length "
                                                                                "(ms).")] = 20,
+    tool_concurrency: Annotated[int | None, typer.Option(
+        "--tool-concurrency", min=1, max=64,
+        help="The most tool commands run at once; further tool.calls wait their turn "
+             "[default: 4; config tool_concurrency].")] = None,
     ptt: Annotated[bool, typer.Option("--ptt", help="Push-to-talk: the mic is off until you press space "
                                                     "(space again to stop).")] = False,
     no_ui: Annotated[bool, typer.Option("--no-ui", help="Plain lines instead of the live view.")] = False,
@@ -116,7 +120,7 @@ def chat(
     from voicecli.app.endpoint import Endpoint
     from voicecli.config import CommonFlags
     from voicecli.settings import resolve
-    from voicecli.tools import ToolRunner
+    from voicecli.tools import configured_runner
     from voicecli.ui.chatview import ChatView
     from voicecli.ui.modes import make_chat_output
 
@@ -129,7 +133,8 @@ def chat(
                         config_path=str(config) if config else None, input_device=input_device,
                         output_device=output_device, duplex=duplex.value if duplex else None,
                         echo=echo_opt.value if echo_opt else None,
-                        prebuffer_ms=prebuffer_ms, record_dir=str(record) if record else None)
+                        prebuffer_ms=prebuffer_ms, record_dir=str(record) if record else None,
+                        tool_concurrency=tool_concurrency)
 
     async def body() -> int:
         resolved = resolve(flags, env.stderr)
@@ -147,7 +152,7 @@ def chat(
         try:
             with Endpoint(resolved, llm) as endpoint:
                 runner = ChatRunner(endpoint.connection(resolved.session), opts, output,
-                                    ToolRunner(resolved.tools), view)
+                                    configured_runner(resolved.tools, resolved.client), view)
                 return await runner.run()
         finally:
             output.close()

@@ -33,7 +33,7 @@ DEFAULT, FILE, PROFILE, ENV, FLAG = range(5)
 # key -> kind. Kinds: str, bool, int, num, strs (list of strings), device (int or str), table (any).
 CONNECTION_KEYS = {"url": "str", "api_key": "str", "local": "bool", "local_scenario": "str"}
 CLIENT_KEYS = {"input_device": "device", "output_device": "device", "duplex": "str", "echo": "str",
-               "prebuffer_ms": "int", "record_dir": "str"}
+               "prebuffer_ms": "int", "record_dir": "str", "tool_concurrency": "int", "max_tool_calls": "int"}
 FORMAT = {"encoding": "str", "sample_rate": "int"}
 SESSION_KEYS: dict[str, str] = {
     "agent_id": "str", "system_prompt": "str", "greeting": "str",
@@ -62,6 +62,7 @@ ENV_VARS = {
     "VOICECLI_OUTPUT_DEVICE": "output_device", "VOICECLI_DUPLEX": "duplex",
     "VOICECLI_ECHO": "echo",
     "VOICECLI_PREBUFFER_MS": "prebuffer_ms", "VOICECLI_RECORD_DIR": "record_dir",
+    "VOICECLI_TOOL_CONCURRENCY": "tool_concurrency",
 }
 
 
@@ -93,6 +94,7 @@ class CommonFlags:
     echo: str | None = _flag("echo", "--echo")
     prebuffer_ms: int | None = _flag("prebuffer_ms", "--prebuffer-ms")
     record_dir: str | None = _flag("record_dir", "--record")
+    tool_concurrency: int | None = _flag("tool_concurrency", "--tool-concurrency")   # ask and chat
 
 
 # flag attribute of CommonFlags -> (key, how the flag is spelled), from the fields' metadata

@@ -5,7 +5,8 @@ it to the commands (as the click context's ``obj``) and turns anything that esca
 exit status. :func:`run_command` runs a command's body with the same map:
 
 * a :class:`~voicecli.errors.VoicecliError`: ``voicecli: error: <one line>``, its ``exit_code``;
-* Ctrl-C: ``voicecli: interrupted``, 130;
+* Ctrl-C: ``voicecli: interrupted``, 130; SIGTERM is Ctrl-C (:func:`sigterm_as_interrupt`: every
+  command shuts down the way Ctrl-C makes it: ``session.end``, files written, terminal restored);
 * anything else is a bug: ``voicecli hit a bug: <Type: message> (run with --debug and report it)``,
   exit 1. With ``--debug`` the traceback is printed above that line (and above an error's line).
 """
@@ -13,8 +14,12 @@ exit status. :func:`run_command` runs a command's body with the same map:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
 import traceback
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from types import FrameType
 from typing import IO, Any, TypeVar
 
 import typer
@@ -66,13 +71,35 @@ def raw_main(app: typer.Typer, args: Sequence[str], env: Environment | None = No
     callback, a registration bug) goes through :func:`report` like one inside."""
     env = env or Environment.detect()
     command = typer.main.get_command(app)
-    try:
-        command.main(args=list(args), prog_name="voicecli", standalone_mode=True, obj=env)
-    except SystemExit as exc:
-        return _code(exc.code, env.stderr)
-    except BaseException as exc:   # noqa: BLE001
-        return report(exc, "--debug" in args, env.stderr)
+    with sigterm_as_interrupt():
+        try:
+            command.main(args=list(args), prog_name="voicecli", standalone_mode=True, obj=env)
+        except SystemExit as exc:
+            return _code(exc.code, env.stderr)
+        except BaseException as exc:   # noqa: BLE001
+            return report(exc, "--debug" in args, env.stderr)
     return ExitStatus.OK
+
+
+def _term_to_int(signum: int, frame: FrameType | None) -> None:
+    signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises SIGINT: whatever handles Ctrl-C at that moment handles it
+    (``asyncio.run`` cancels the command's task, so ``finally`` blocks send ``session.end`` and
+    close files; outside a loop it is KeyboardInterrupt), and the exit is Ctrl-C's (130). A command
+    with its own handler (``chat``'s loop handler, ``serve``'s graceful shutdown) overrides it while
+    it runs. Only the main thread can install signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _term_to_int)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _code(code: object, stderr: IO[str]) -> int:

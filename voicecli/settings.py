@@ -149,6 +149,10 @@ def check_client(eff: Effective) -> None:
     pre = eff.get("prebuffer_ms")
     if pre is not None and not 0 <= pre <= 2000:
         raise _key_error(eff, "prebuffer_ms", "must be between 0 and 2000")
+    for key, top in (("tool_concurrency", 64), ("max_tool_calls", 1000)):
+        value = eff.get(key)
+        if value is not None and not 1 <= value <= top:
+            raise _key_error(eff, key, f"must be between 1 and {top}")
     url = eff.get("url")
     if url is not None and not re.match(r"^wss?://[^/?#]+", url):
         raise _key_error(eff, "url", "must start with ws:// or wss:// and name a host",

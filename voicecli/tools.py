@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 DEFAULT_TIMEOUT_S = 120.0   # protocol.md 5.7: the server's default timeout_seconds
+DEFAULT_CONCURRENCY = 4     # tools run at once (config ``tool_concurrency``); the rest wait their turn
+DEFAULT_PER_REPLY = 32      # calls of one reply run or queued (config ``max_tool_calls``); the rest refused
 MAX_OUTPUT = 1 << 20        # a tool result is read by a model: 1 MiB is already far too much
 
 
@@ -178,11 +180,31 @@ def load_callable(spec: str, search: list[Path] | None = None) -> Callable[..., 
     return target  # type: ignore[no-any-return]
 
 
-class ToolRunner:
-    """Looks tools up by name and runs them. Never raises: failures become error results."""
+def configured_runner(tools: list[Tool], client: dict[str, Any]) -> ToolRunner:
+    """A :class:`ToolRunner` for ``tools`` with the resolved client settings' ``tool_concurrency``
+    and ``max_tool_calls`` (already range-checked by ``settings.check_client``)."""
+    concurrency, per_reply = client.get("tool_concurrency"), client.get("max_tool_calls")
+    return ToolRunner(tools, concurrency=int(concurrency or DEFAULT_CONCURRENCY),
+                      per_reply=int(per_reply or DEFAULT_PER_REPLY))
 
-    def __init__(self, tools: list[Tool] | None = None) -> None:
+
+class ToolRunner:
+    """Looks tools up by name and runs them. Never raises: failures become error results.
+
+    At most ``concurrency`` tools run at once (a server sending 300 ``tool.call``s does not start 300
+    processes); further calls wait in FIFO order for a slot. ``per_reply`` is the most calls of one
+    reply that the dispatcher (:class:`~voicecli.app.toolcalls.ToolDispatcher`) runs or queues; it
+    answers the excess with an error result at once, so the server is never left waiting."""
+
+    def __init__(self, tools: list[Tool] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+                 per_reply: int = DEFAULT_PER_REPLY) -> None:
+        if concurrency < 1 or per_reply < 1:
+            raise ValueError("concurrency and per_reply must be at least 1")
         self.tools: dict[str, Tool] = {t.name: t for t in tools or []}
+        self.concurrency, self.per_reply = concurrency, per_reply
+        self._slots: asyncio.Semaphore | None = None    # made on first use, on the running loop
+        self.running = 0
+        self.peak_running = 0
 
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         tool = self.tools.get(name)
@@ -190,7 +212,14 @@ class ToolRunner:
             known = ", ".join(sorted(self.tools)) or "none"
             return error_result(f"no tool named {name!r} is configured in this client "
                                 f"(configured: {known}); tell the user it is unavailable")
-        try:
-            return await tool.run(arguments)
-        except Exception as exc:  # a tool's bug must not end the conversation
-            return error_result(f"tool {name!r} failed: {exc}")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        async with self._slots:
+            self.running += 1
+            self.peak_running = max(self.peak_running, self.running)
+            try:
+                return await tool.run(arguments)
+            except Exception as exc:  # a tool's bug must not end the conversation
+                return error_result(f"tool {name!r} failed: {exc}")
+            finally:
+                self.running -= 1

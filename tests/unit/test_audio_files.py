@@ -228,3 +228,48 @@ def test_a_pipe_is_read_whole_whatever_its_reported_size(tmp_path: Path) -> None
     with pytest.raises(AudioFileError, match="is empty"):
         load_audio_file(empty)
     closer.join()
+
+
+def test_streamed_decode_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    """Item 8: decoding a 20 min 48 kHz stereo file through AudioSource.chunks holds about one block."""
+    import tracemalloc
+
+    from voicecli.audio.files import open_audio_file
+    path = tmp_path / "long.wav"
+    rate = 48000
+    with sf.SoundFile(path, "w", rate, 2, subtype="PCM_16") as fh:
+        block = np.repeat(sine(rate, 10.0)[:, None], 2, axis=1)
+        for _ in range(120):
+            fh.write(block)
+    tracemalloc.start()
+    try:
+        src = open_audio_file(path)
+        total = sum(len(c) for c in src.chunks(50))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == 1200 * PROTOCOL_RATE * 2             # 20 min of PCM16 came out
+    assert peak < 4 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"   # the whole file would be > 200 MiB
+
+
+@pytest.mark.parametrize("rate", [1, 999, 768001, 10_000_000])
+def test_absurd_header_rate_is_refused_naming_the_file(tmp_path: Path, rate: int) -> None:
+    import struct
+    path = tmp_path / "r.wav"
+    sf.write(path, sine(16000, 0.2), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[24:28] = struct.pack("<I", rate)
+    data[28:32] = struct.pack("<I", rate * 2)
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioFileError, match=f"{rate} Hz") as info:
+        load_audio_file(path)
+    assert str(path) in str(info.value) and info.value.exit_code == EXIT_AUDIO
+
+
+def test_non_finite_samples_become_silence_and_full_scale(tmp_path: Path) -> None:
+    x = np.zeros(2400, dtype=np.float32)
+    x[10], x[20], x[30] = np.nan, np.inf, -np.inf
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, PROTOCOL_RATE, subtype="FLOAT")
+    y = as_int16(load_audio_file(path).pcm)
+    assert (y[10], y[20], y[30]) == (0, 32767, -32768)

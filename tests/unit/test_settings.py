@@ -58,7 +58,8 @@ def test_defaults_without_a_file() -> None:
     r = resolve(CommonFlags(api_key="k"))
     assert r.url == DEFAULT_URL and r.session == {} and r.tools == []
     assert r.client == {"input_device": None, "output_device": None, "duplex": None, "echo": None, "prebuffer_ms": None,
-                        "record_dir": None, "url": DEFAULT_URL, "local_scenario": None}
+                        "record_dir": None, "tool_concurrency": None, "max_tool_calls": None,
+                        "url": DEFAULT_URL, "local_scenario": None}
 
 
 def test_file_then_profile_then_env_then_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

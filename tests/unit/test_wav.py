@@ -143,3 +143,54 @@ def test_recorder_write_error(tmp_path: Path) -> None:
     rec.add_user(pcm([1]), 0.0)
     with pytest.raises(AudioFileError, match="does not exist"):
         rec.write(tmp_path / "missing" / "s.wav")
+
+
+def test_recorder_streams_to_disk_with_bounded_memory_and_is_readable_midway(tmp_path: Path) -> None:
+    """Issue 12 item 9: 10 min of mic audio (20 ms chunks) plus a 60 s reply placed once heard: memory
+    stays about one block, and the file on disk is a valid WAV of everything added, at every moment."""
+    import tracemalloc
+    path = tmp_path / "s.wav"
+    rec = SessionRecorder(path=path)
+    chunk = (np.ones(480, dtype="<i2") * 7).tobytes()
+    tracemalloc.start()
+    try:
+        for i in range(30_000):                     # 600 s
+            rec.add_user(chunk, at_s=i * 0.02)
+        reply = (np.ones(24000 * 60, dtype="<i2") * 9).tobytes()
+        rec.add_agent(reply, at_s=100.0)            # placed into what is already on disk
+        del reply
+        with wave.open(str(path)) as wf:            # readable before close (and so after a kill)
+            assert (wf.getnchannels(), wf.getnframes()) == (2, 600 * 24000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    rec.close()
+    assert peak < 3.5 * 2**20 + 24000 * 60 * 2, f"{peak / 2**20:.1f} MiB"   # the reply itself + ~1 block
+    data, _ = read(path)
+    assert (data[:, 0] == 7).all()
+    assert not data[: 100 * 24000, 1].any() and (data[100 * 24000: 160 * 24000, 1] == 9).all()
+    assert not data[160 * 24000:, 1].any()
+
+
+def test_chat_recorder_spools_a_flood_of_reply_audio(tmp_path: Path) -> None:
+    """A reply flooding 10 min of audio before it is played: held in a spooled temporary file (disk), not
+    in memory; what was heard (5 s) lands in the streamed WAV."""
+    import tracemalloc
+
+    from voicecli.app.recording import ChatRecorder
+    rec = ChatRecorder(tmp_path / "rec", t0=0.0)
+    chunk = (np.ones(1200, dtype="<i2") * 5).tobytes()        # 50 ms
+    tracemalloc.start()
+    try:
+        for _ in range(12_000):                                 # 600 s
+            rec.agent_audio("r1", chunk)
+        rec.add_user(bytes(2 * 24000), captured_at=0.0)
+        rec.agent_played("r1", heard_at=2.0, played_ms=5000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * 2**20, f"{peak / 2**20:.1f} MiB"          # before: the 57 MiB of chunks
+    wav, js = rec.write()
+    data, _ = read(wav)
+    assert len(data) == 7 * 24000 and (data[2 * 24000:, 1] == 5).all() and not data[: 2 * 24000, 1].any()
+    assert rec.pending_replies() == [] and js.exists()

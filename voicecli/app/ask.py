@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.toolcalls import ToolDispatcher
-from voicecli.audio.files import DecodedAudio, chunk_pcm, silence
-from voicecli.audio.wav import write_wav
+from voicecli.audio.files import AudioSource, DecodedAudio, chunk_pcm, silence
+from voicecli.audio.wav import WavStream
 from voicecli.errors import AudioError, ExpectationFailed, ServerError, TimeoutExpired
 from voicecli.protocol.constants import pcm_seconds
 from voicecli.protocol.events import (
@@ -57,13 +57,15 @@ class AskOptions:
 
 @dataclass(frozen=True)
 class ScriptTurn:
-    """One user turn of a script: spoken (``pcm``, PCM16 24 kHz mono) or typed (``text``:
+    """One user turn of a script: spoken (``pcm``, PCM16 24 kHz mono, or ``source``, a file streamed
+    block by block) or typed (``text``:
     ``conversation.message`` + ``reply.create``). ``silence_ms``: open-mic silence before it;
     ``barge_in_after_ms``: start it this long into the previous turn's reply (not after it)."""
 
     name: str
     pcm: bytes | None = None
     text: str | None = None
+    source: AudioSource | None = None     # a file decoded as it is streamed (ask); else ``pcm``
     silence_ms: int = 0
     barge_in_after_ms: int | None = None
 
@@ -122,11 +124,13 @@ class TurnTracker:
     current when the reply started (by ``reply_id``), so an interrupted reply's ``reply.done``
     lands on its own turn even after the next turn (the barge-in) has begun."""
 
-    def __init__(self, conv: Conversation, keep_audio: bool) -> None:
+    def __init__(self, conv: Conversation, keep_audio: bool = False,
+                 sink: Callable[[bytes], None] | None = None) -> None:
         self.conv = conv
         self.turn: _Turn | None = None
         self.turns: dict[int, _Turn] = {}
         self.audio = bytearray() if keep_audio else None
+        self.sink = sink                  # gets every reply.audio chunk as it arrives (--save-reply)
         self.greeting_done = asyncio.get_running_loop().create_future()
         self.replies_seen = 0
         self._reply_turn: dict[str, _Turn] = {}
@@ -161,6 +165,8 @@ class TurnTracker:
         if isinstance(ev, ReplyAudio):
             if self.audio is not None:
                 self.audio += ev.data
+            if self.sink is not None:
+                self.sink(ev.data)
             if turn is not None and turn.speech_stopped_at is not None:
                 turn.reply_bytes += len(ev.data)
                 if rec.reply_id is not None:
@@ -235,15 +241,30 @@ class SilencePump:
 
 async def stream_pcm(conv: Conversation, pcm: bytes, chunk_ms: int, realtime: bool) -> None:
     """Send ``pcm`` as ``input.audio`` chunks; at real-time pace on an absolute schedule (no drift)."""
+    await stream_chunks(conv, chunk_pcm(pcm, chunk_ms), realtime)
+
+
+async def stream_chunks(conv: Conversation, chunks: Iterable[bytes], realtime: bool) -> None:
+    """Send each PCM16 chunk as ``input.audio``; at real-time pace on an absolute schedule (no
+    drift). ``chunks`` may decode lazily (an :class:`AudioSource`): only one block is in memory."""
     start = conv.clock()
     sent_s = 0.0
-    for chunk in chunk_pcm(pcm, chunk_ms):
+    for chunk in chunks:
         await conv.send_audio(chunk)
         sent_s += pcm_seconds(len(chunk))
         if realtime:
             await asyncio.sleep(max(0.0, start + sent_s - conv.clock()))
         else:
             await asyncio.sleep(0)
+
+
+def _turn_chunks(script: ScriptTurn, opts: AskOptions) -> Iterator[bytes]:
+    """The turn's audio then its trailing silence, in ``chunk_ms`` chunks."""
+    if script.source is not None:
+        yield from script.source.chunks(opts.chunk_ms)
+    else:
+        yield from chunk_pcm(script.pcm or b"", opts.chunk_ms)
+    yield from chunk_pcm(silence(opts.trailing_silence_ms), opts.chunk_ms)
 
 
 async def _wait(fut: asyncio.Future[Any], conv: Conversation, timeout: float, what: str,
@@ -320,16 +341,16 @@ def _check_rate(turn: _Turn, what: str, opts: AskOptions) -> None:
                       hint, code=RATE_VIOLATION)
 
 
-def audio_turns(files: Sequence[DecodedAudio | str]) -> list[tuple[str, bytes]]:
-    """(name, pcm) of each ask turn: a decoded file (``-`` is named ``stdin``) or ``--say`` text
-    (synthesized here, in order)."""
-    out = []
+def audio_turns(files: Sequence[AudioSource | DecodedAudio | str]) -> list[tuple[str, bytes | AudioSource]]:
+    """(name, audio) of each ask turn: a probed file streamed when sent (``-`` is named ``stdin``),
+    a decoded one, or ``--say`` text (synthesized here, in order)."""
+    out: list[tuple[str, bytes | AudioSource]] = []
     for item in files:
         if isinstance(item, str):
             out.append((f"say {clean(item, 40)!r}", speak(item)))
         else:
             name = "stdin" if item.path == "-" else Path(item.path).name
-            out.append((name, item.pcm))
+            out.append((name, item if isinstance(item, AudioSource) else item.pcm))
     return out
 
 
@@ -353,29 +374,67 @@ def _said_so_far(tracker: TurnTracker, names: list[str], output: Output) -> None
     turn.partial.clear()
 
 
-async def run_ask(settings: ConnectionSettings, files: Sequence[DecodedAudio | str], opts: AskOptions,
-                  output: Output, runner: ToolRunner | None = None) -> None:
+async def run_ask(settings: ConnectionSettings, files: Sequence[AudioSource | DecodedAudio | str],
+                  opts: AskOptions, output: Output, runner: ToolRunner | None = None) -> None:
     """Run the scripted turns: decoded files and ``--say`` texts, in order. Raises a VoicecliError
-    on failure (mapped to an exit code)."""
+    on failure (mapped to an exit code).
+
+    ``--save-reply``: the agent's audio is written to the WAV as it arrives (:class:`ReplySaver`),
+    so Ctrl-C, SIGTERM, a timeout or a dropped server leave a valid WAV of what arrived (and even a
+    kill -9 leaves one). A connection opened before ``session.ready`` still gets ``session.end``
+    when the run is interrupted."""
     spoken = audio_turns(files)             # synthesis fails before connecting
-    turns = [ScriptTurn(name, pcm=pcm, barge_in_after_ms=opts.barge_in_after_ms if i else None)
+    turns = [ScriptTurn(name, pcm=pcm if isinstance(pcm, bytes) else None,
+                        source=pcm if isinstance(pcm, AudioSource) else None,
+                        barge_in_after_ms=opts.barge_in_after_ms if i else None)
              for i, (name, pcm) in enumerate(spoken)]
+    saver = ReplySaver(opts.save_reply) if opts.save_reply is not None else None
     conv = Conversation(settings, output)
-    await conv.open()
-    tracker = TurnTracker(conv, keep_audio=opts.save_reply is not None)
-    tools = ToolDispatcher(conv, runner or ToolRunner())
+    completed = False
     try:
-        await run_script(conv, tracker, turns, opts)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        _said_so_far(tracker, [t.name for t in turns], output)
-        raise
+        try:
+            await conv.open()
+        except BaseException:
+            await conv.close()              # Ctrl-C while waiting for session.ready: session.end
+            raise
+        tracker = TurnTracker(conv, sink=saver.write if saver is not None else None)
+        tools = ToolDispatcher(conv, runner or ToolRunner())
+        try:
+            await run_script(conv, tracker, turns, opts)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            _said_so_far(tracker, [t.name for t in turns], output)
+            raise
+        finally:
+            await tools.cancel()
+            await conv.close()
+        completed = True
     finally:
-        await tools.cancel()
-        await conv.close()
-    if opts.save_reply is not None and tracker.audio is not None:
-        write_wav(opts.save_reply, bytes(tracker.audio))
-        output.notice(f"saved {pcm_seconds(len(tracker.audio)):.2f} s of agent audio to {opts.save_reply}")
+        if saver is not None:
+            saver.close(output, completed)
     check_expectations(opts.expect, [t.name for t in turns], tracker.turns, output)
+
+
+class ReplySaver:
+    """``--save-reply``: a :class:`WavStream` opened at the first agent audio (a run that fails
+    before any arrives leaves an existing file alone); a run that completes without agent audio
+    writes an empty WAV, as it always did."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stream: WavStream | None = None
+
+    def write(self, pcm: bytes) -> None:
+        if self.stream is None:
+            self.stream = WavStream(self.path)
+        self.stream.write(pcm)
+
+    def close(self, output: Output, completed: bool) -> None:
+        if self.stream is None:
+            if not completed:
+                return
+            self.stream = WavStream(self.path)
+        self.stream.close()
+        output.notice(f"saved {self.stream.duration_s:.2f} s of agent audio to {self.path}")
 
 
 def check_expectations(expect: list[str], names: list[str], turns: dict[int, _Turn],
@@ -415,8 +474,7 @@ async def _send_turn(conv: Conversation, script: ScriptTurn, opts: AskOptions, p
             await conv.send(ReplyCreate())
             return generation
         pump.pause()
-        await stream_pcm(conv, (script.pcm or b"") + silence(opts.trailing_silence_ms), opts.chunk_ms,
-                         opts.pace != "fast")
+        await stream_chunks(conv, _turn_chunks(script, opts), opts.pace != "fast")
         pump.resume()
         if conv.generation == generation and conv.connected.is_set():
             return generation

@@ -5,12 +5,20 @@ The clock is ``time.monotonic()`` seconds; 0 is when the recording starts. The u
 was sent as ``input.audio`` (muted stretches are silence), placed when the mic captured it. The
 agent channel is what the speaker actually played: each reply from the moment its first sample was
 heard, cut where a barge-in stopped it. Files: ``DIR/chat-YYYYmmdd-HHMMSS.wav`` and ``.json``.
+
+Memory is bounded whatever arrives (issue 12 item 9): the WAV is written as audio is added
+(:class:`~voicecli.audio.wav.SessionRecorder` streams it, so even a kill leaves a readable file of
+everything recorded so far), and a reply's received audio, kept until the speaker says how much of
+it was heard, is held in a spooled temporary file: in memory up to :data:`SPOOL_BYTES`, on disk
+beyond (a flood of agent audio costs disk in the temporary folder, not memory). The transcript JSON
+is written at the end.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,9 @@ from typing import Any
 from voicecli.audio.wav import SessionRecorder
 from voicecli.errors import AudioFileError, UsageError
 from voicecli.protocol.constants import RATE
+
+SPOOL_BYTES = 256 * 1024
+"""A pending reply's received audio kept in memory before it spills to a temporary file (~5 s)."""
 
 
 class ChatRecorder:
@@ -27,11 +38,13 @@ class ChatRecorder:
         self.directory = prepare_dir(directory)
         self.t0 = t0
         self.started = time.strftime("%Y%m%d-%H%M%S")
-        self.wav = SessionRecorder(RATE)
+        base = self.directory / f"chat-{self.started}"
+        self.wav_path, self.json_path = base.with_suffix(".wav"), base.with_suffix(".json")
+        self.wav = SessionRecorder(RATE, self.wav_path)     # streamed: created at the first audio
         self.entries: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rate": RATE,
                                      "channels": {"left": "user", "right": "agent"}}
-        self._replies: dict[str, list[bytes]] = {}
+        self._replies: dict[str, tempfile.SpooledTemporaryFile[bytes]] = {}
 
     def at(self, now: float) -> float:
         return round(max(0.0, now - self.t0), 3)
@@ -41,15 +54,28 @@ class ChatRecorder:
 
     def agent_audio(self, reply_id: str, pcm: bytes) -> None:
         """Keep a reply's received audio until :meth:`agent_played` says how much was heard."""
-        self._replies.setdefault(reply_id, []).append(pcm)
+        spool = self._replies.get(reply_id)
+        if spool is None:
+            spool = self._replies[reply_id] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+        spool.write(pcm)
 
     def agent_played(self, reply_id: str, heard_at: float | None, played_ms: float) -> None:
         """Place the first ``played_ms`` of the reply's audio at ``heard_at`` (None: never played)."""
-        parts = self._replies.pop(reply_id, None)
-        if not parts or heard_at is None:
+        spool = self._replies.pop(reply_id, None)
+        if spool is None:
             return
-        pcm = b"".join(parts)[: int(played_ms * RATE / 1000) * 2]
-        self.wav.add_agent(pcm, max(0.0, heard_at - self.t0))
+        with spool:
+            if heard_at is None:
+                return
+            spool.seek(0)
+            left = int(played_ms * RATE / 1000) * 2
+            at = max(0.0, heard_at - self.t0)
+            while left > 0:                       # one second at a time: bounded memory
+                pcm = spool.read(min(left, RATE * 2))
+                if not pcm:
+                    break
+                self.wav.add_agent(pcm, at)       # appended right after the previous second
+                left -= len(pcm)
 
     def pending_replies(self) -> list[str]:
         return list(self._replies)
@@ -58,9 +84,9 @@ class ChatRecorder:
         self.entries.append({"at_s": self.at(now), "role": role, "text": text, **extra})
 
     def write(self) -> tuple[Path, Path]:
-        base = self.directory / f"chat-{self.started}"
-        wav_path, json_path = base.with_suffix(".wav"), base.with_suffix(".json")
-        self.wav.write(wav_path)
+        """Finish the WAV (already on disk) and write the transcript JSON; returns both paths."""
+        wav_path, json_path = self.wav_path, self.json_path
+        self.wav.close()
         doc = {**self.meta, "duration_s": round(self.wav.duration_s, 3), "wav": wav_path.name,
                "transcript": self.entries}
         try:

@@ -273,6 +273,10 @@ class ClientSession:
             return
         results, self._results = self._results, {}
         for result in results.values():
+            if self._calls.get(result.call_id) is None:
+                # a burst of more than the map's limit of calls forgot this one while its result was
+                # held; it was real (RESULT_READY admitted it), so admit it again the same way
+                self._calls.step(result.call_id, Role.LOCAL, RESULT_READY)
             self._send(result)
             self._calls.step(result.call_id, Role.CLIENT, result.type)
 
