@@ -189,7 +189,8 @@ def test_only_agent_id_gets_ready_with_the_agents_resolved_config(store: Path) -
             assert config["greeting"] == AGENT["greeting"]
             assert config["output"]["voice"] == "anna" and config["output"]["volume"] == 80
             assert config["output"]["format"] == {"encoding": "audio/pcm", "sample_rate": 24000}
-            assert config["input"]["turn_detection"] == {"min_silence": 300, "max_silence": 1200}
+            td = config["input"]["turn_detection"]          # set keys as given, the unset ones null (5.10)
+            assert {k: v for k, v in td.items() if v is not None} == {"min_silence": 300, "max_silence": 1200}
             assert [t["name"] for t in config["tools"]] == ["get_weather"]
             assert config["llm"] == [{"base_url": "http://127.0.0.1:9/v1", "model": "tiny"}]
             assert "sk-secret" not in json.dumps(ready)
