@@ -12,7 +12,6 @@ exit status. :func:`run_command` runs a command's body with the same map:
 
 from __future__ import annotations
 
-import asyncio
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import IO, Any, TypeVar
@@ -51,6 +50,7 @@ def report(exc: BaseException, debug: bool, stderr: IO[str]) -> ExitStatus:
 def run_command(fn: Callable[[], Coroutine[Any, Any, T]], env: Environment, debug: bool = False) -> T:
     """Run an async command body. Returns its result, or raises ``typer.Exit`` with the status of
     whatever it raised (after printing that status's one line to ``env.stderr``)."""
+    import asyncio  # here, not at the top: `--help` and usage errors never start a loop
     try:
         return asyncio.run(fn())
     except (typer.Exit, SystemExit):

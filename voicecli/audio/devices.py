@@ -115,7 +115,8 @@ def devices_from_dicts(devices: Sequence[dict[str, Any]], hostapis: Sequence[dic
         out.append(DeviceInfo(index, str(dev.get("name", f"device {index}")), api,
                               int(dev.get("max_input_channels", 0)), int(dev.get("max_output_channels", 0)),
                               float(dev.get("default_samplerate", 0.0) or 0.0),
-                              index == din, index == dout, _is_server_pcm(str(dev.get("name", "")), api, server)))
+                              index == din, index == dout,
+                              _is_server_pcm(str(dev.get("name", "")), api, server)))
     return out
 
 

@@ -92,8 +92,9 @@ def running() -> bool:
     ``PULSE_SERVER`` setting, or the user's runtime dir's ``pulse/native`` / ``pipewire-0``."""
     if os.environ.get("PULSE_SERVER"):
         return True
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return bool(runtime) and any(os.path.exists(os.path.join(runtime, p)) for p in ("pulse/native", "pipewire-0"))
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or ""
+    sockets = ("pulse/native", "pipewire-0")
+    return bool(runtime) and any(os.path.exists(os.path.join(runtime, p)) for p in sockets)
 
 
 def route(device: ServerDevice) -> None:
