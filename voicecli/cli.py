@@ -7,7 +7,6 @@ the commands so ``voicecli --help`` is fast and works without PortAudio."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import sys
@@ -387,6 +386,7 @@ def serve(
         if api_key is None:
             env.stderr.write("voicecli serve: no --api-key set, so any key (or none) is accepted\n")
         env.stderr.flush()
+        import asyncio
         ready = asyncio.get_running_loop().create_task(_say_ready(server, env.stderr))
         try:
             await server.serve_forever()

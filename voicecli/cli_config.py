@@ -4,7 +4,6 @@ the ``config`` sub-app that :mod:`voicecli.cli` registers (this module never imp
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -206,6 +205,7 @@ def token(
     flags = _flags(url=url, local=local, api_key=api_key, profile=profile, config=config)
 
     async def body() -> None:
+        import asyncio
         eff = load_checked(flags, env.stderr)
         key = eff.get("api_key")
         url = eff.get("url") or DEFAULT_URL
@@ -224,6 +224,8 @@ def token(
 
 async def _mint_local(key: str | None, expires_in: int, max_duration: int | None) -> str:
     """A token from a short-lived embedded server (useful only while it runs: tests, demos)."""
+    import asyncio
+
     from voicecli.app.tokens import mint_token
     from voicecli.server.app import ServerThread
     from voicecli.server.options import ServerOptions

@@ -13,7 +13,6 @@ exit status. :func:`run_command` runs a command's body with the same map:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import threading
@@ -56,6 +55,7 @@ def report(exc: BaseException, debug: bool, stderr: IO[str]) -> ExitStatus:
 def run_command(fn: Callable[[], Coroutine[Any, Any, T]], env: Environment, debug: bool = False) -> T:
     """Run an async command body. Returns its result, or raises ``typer.Exit`` with the status of
     whatever it raised (after printing that status's one line to ``env.stderr``)."""
+    import asyncio  # here, not at the top: `--help` and usage errors never start a loop
     try:
         return asyncio.run(fn())
     except (typer.Exit, SystemExit):

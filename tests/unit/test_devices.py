@@ -101,3 +101,18 @@ def test_settings_fail_with_a_hint_when_nothing_opens() -> None:
     supports, _ = _probe(set())
     with pytest.raises(AudioDeviceError, match="accepts none of the usual sample rates"):
         choose_settings(DEVICES[1], "input", supports)
+
+
+def test_sound_server_pcms_are_asked_for_the_wire_rate_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the server resamples every stream itself: opening `pulse` at its 44.1 kHz default would make
+    # the live path resample in Python too (issue 10, Cost). A hardware device keeps its own rate.
+    monkeypatch.delenv("PULSE_SERVER", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/nonexistent")
+    devs = devices_from_dicts(DICTS, HOSTAPIS, [4, 4])
+    assert [d.sound_server for d in devs] == [False, False, False, True, False, False]
+    supports, seen = _probe({(44100, 1), (24000, 1)})
+    assert choose_settings(devs[3], "input", supports).rate == 24000 and seen == [(24000, 1)]
+    supports, seen = _probe({(48000, 1), (24000, 1)})
+    assert choose_settings(devs[0], "input", supports).rate == 48000
+    monkeypatch.setenv("PULSE_SERVER", "unix:/run/pulse/native")     # `default` goes to the server too
+    assert devices_from_dicts(DICTS, HOSTAPIS, [4, 4])[4].sound_server

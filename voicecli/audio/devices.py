@@ -8,7 +8,8 @@ that becomes an :class:`~voicecli.errors.AudioDeviceError` (exit 6) with the ins
 Selection (:func:`select_device`) and settings (:func:`choose_settings`) are pure functions over
 :class:`DeviceInfo` values and a ``supports(rate, channels)`` probe, so they are unit-tested on plain
 device dicts. A stream is only ever opened at a rate the device says it supports: its default rate
-first (never an assumed 24 kHz), then other common rates.
+first (never an assumed 24 kHz), then other common rates; a sound-server PCM (``pulse``, which
+converts every stream to its device's rate itself) is asked for the wire rate first.
 
 Callback contract (principle 5): the input callback copies the block and hands it to the event loop
 with ``loop.call_soon_threadsafe``; the output callback only fills ``outdata`` from a
@@ -30,6 +31,7 @@ import numpy as np
 
 from voicecli.audio import soundserver
 from voicecli.errors import AudioDeviceError
+from voicecli.protocol.constants import RATE as WIRE_RATE
 
 PORTAUDIO_HINT = ("install PortAudio: apt-get install libportaudio2 (Debian/Ubuntu), "
                   "brew install portaudio (macOS)")
@@ -84,6 +86,7 @@ class DeviceInfo:
     default_samplerate: float
     default_input: bool = False
     default_output: bool = False
+    sound_server: bool = False   # a PCM of the sound server (PulseAudio/PipeWire), which resamples itself
 
     def has(self, kind: str) -> bool:
         """True if the device has channels of ``kind`` (``input`` or ``output``)."""
@@ -103,6 +106,7 @@ def devices_from_dicts(devices: Sequence[dict[str, Any]], hostapis: Sequence[dic
 
     ``default`` is ``[input_index, output_index]`` (``-1`` = none), like ``sd.default.device``."""
     din, dout = (list(default) + [-1, -1])[:2]
+    server = soundserver.running()
     out = []
     for pos, dev in enumerate(devices):
         index = int(dev.get("index", pos))
@@ -111,8 +115,17 @@ def devices_from_dicts(devices: Sequence[dict[str, Any]], hostapis: Sequence[dic
         out.append(DeviceInfo(index, str(dev.get("name", f"device {index}")), api,
                               int(dev.get("max_input_channels", 0)), int(dev.get("max_output_channels", 0)),
                               float(dev.get("default_samplerate", 0.0) or 0.0),
-                              index == din, index == dout))
+                              index == din, index == dout,
+                              _is_server_pcm(str(dev.get("name", "")), api, server)))
     return out
+
+
+def _is_server_pcm(name: str, hostapi: str, server_running: bool) -> bool:
+    """ALSA's ``pulse``/``pipewire`` PCMs always go to the sound server; ``default`` does when one runs."""
+    if "alsa" not in hostapi.lower():
+        return False
+    low = name.lower()
+    return low in ("pulse", "pipewire") or (low == "default" and server_running)
 
 
 def list_devices(sd: Any | None = None) -> list[DeviceInfo]:
@@ -183,11 +196,17 @@ Probe = Callable[[int, int], bool]   # (rate, channels) -> does the device accep
 def choose_settings(device: DeviceInfo, kind: str, supports: Probe) -> StreamSettings:
     """Pick a rate and channel count the device accepts: its default rate first, then
     :data:`FALLBACK_RATES`; mono if accepted, else stereo, else the device's own count (the
-    caller downmixes/duplicates). Raises AudioDeviceError when nothing is accepted."""
+    caller downmixes/duplicates). Raises AudioDeviceError when nothing is accepted.
+
+    A sound-server PCM (``device.sound_server``) is asked for the wire rate (24 kHz) first: the
+    server converts every stream to its device's rate anyway (in C, in its own process), so a
+    stream at its default rate would be resampled twice, once there and once in Python here (the
+    live resampler is most of the live path's CPU, issue 10)."""
     max_ch = device.max_input_channels if kind == "input" else device.max_output_channels
     channel_options = [c for c in dict.fromkeys((1, 2, max_ch)) if 1 <= c <= max_ch]
-    rates = [int(device.default_samplerate)] if device.default_samplerate > 0 else []
-    rates += [r for r in FALLBACK_RATES if r not in rates]
+    rates = [WIRE_RATE] if device.sound_server else []
+    rates += [int(device.default_samplerate)] if device.default_samplerate > 0 else []
+    rates = list(dict.fromkeys(rates + list(FALLBACK_RATES)))
     for rate in rates:
         for channels in channel_options:
             if supports(rate, channels):

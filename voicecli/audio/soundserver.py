@@ -87,6 +87,16 @@ def match(devices: Sequence[ServerDevice], spec: str, kind: str) -> list[ServerD
     return exact or [d for d in usable if needle in d.description.lower()]
 
 
+def running() -> bool:
+    """True if a PulseAudio/PipeWire server is reachable by its socket (no subprocess): the
+    ``PULSE_SERVER`` setting, or the user's runtime dir's ``pulse/native`` / ``pipewire-0``."""
+    if os.environ.get("PULSE_SERVER"):
+        return True
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or ""
+    sockets = ("pulse/native", "pipewire-0")
+    return bool(runtime) and any(os.path.exists(os.path.join(runtime, p)) for p in sockets)
+
+
 def route(device: ServerDevice) -> None:
     """Make streams opened from now on through the ``pulse`` PCM use ``device``."""
     os.environ["PULSE_SOURCE" if device.kind == "input" else "PULSE_SINK"] = device.name

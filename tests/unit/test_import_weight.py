@@ -1,0 +1,33 @@
+"""`voicecli --help` loads only what it needs (issue 10, Cost: `--help` <= 0.2 s): no event loop,
+no event classes, no numpy/rich/sounddevice/websockets. bench/cost_bench.py prints its wall time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("asyncio", "numpy", "rich", "sounddevice", "websockets", "voicecli.protocol.events", "pydantic")
+
+
+def _loaded_after(*argv: str) -> list[str]:
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['voicecli', *{list(argv)!r}]\n"
+        "try:\n    runpy.run_module('voicecli.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        f"print('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    line = out.stdout.rsplit("loaded:", 1)[1].strip()
+    return [m for m in line.split(",") if m]
+
+
+def test_help_loads_no_heavy_modules() -> None:
+    assert _loaded_after("--help") == []
+
+
+def test_protocol_package_still_re_exports_the_events() -> None:
+    import voicecli.protocol as protocol
+    from voicecli.protocol import events
+
+    assert protocol.SessionUpdate is events.SessionUpdate
+    assert protocol.__all__ == events.__all__
