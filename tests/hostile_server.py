@@ -23,6 +23,10 @@ Hostility is switched on by :class:`Hostility` fields (each names the attack of 
 - ``user_delta_storm``: (count, per_second) ``transcript.user.delta`` frames before the first reply.
 - ``tool_calls``: that many ``tool.call`` frames in the first reply (names from ``tool_name``).
 - ``audio_flood_s``: seconds of ``reply.audio`` sent as fast as the socket takes it in the first reply.
+- ``end_delay_s``: ``session.end`` is answered (``session.ended`` + 1000) only after that many seconds
+  (a slow shutdown, for the client's second Ctrl-C).
+- ``greet_ms``: a reply of that many ms of audio right after ``session.ready`` (no user turn needed), with
+  its words as timed ``transcript.agent.delta`` (one per 100 ms of audio): a reply to cut mid-way.
 
 :attr:`HostileServer.stats` counts connections, updates, resumes, deaths and client events by type
 (thread-safe reads after the run).
@@ -76,6 +80,8 @@ class Hostility:
     tool_calls: int = 0
     tool_name: str = "get_weather"
     audio_flood_s: float = 0.0
+    end_delay_s: float = 0.0
+    greet_ms: float = 0.0
     end_of_turn_ms: float = 600.0   # quiet audio after some loud audio that ends a user turn
     reply_ms: float = 400.0
     reply_text: str = "Hello from the hostile server."
@@ -90,6 +96,7 @@ class Stats:
     replies: int = 0
     client_events: Counter[str] = field(default_factory=Counter)
     tool_results: int = 0
+    messages: list[dict[str, Any]] = field(default_factory=list)   # conversation.message events
 
 
 class HostileServer:
@@ -178,6 +185,7 @@ class _Connection:
         self.ready_at: float | None = None
         self.resumed = False
         self.first_reply_done = False
+        self.greeter: asyncio.Task[None] | None = None
 
     async def send(self, text: str) -> None:
         await self.ws.send(text)
@@ -232,13 +240,25 @@ class _Connection:
                     await self.turn()
             elif etype == "tool.result":
                 self.srv._count(tool_results=1)
+            elif etype == "conversation.message":
+                with self.srv._lock:
+                    self.srv.stats.messages.append(event)
+            elif etype == "reply.create" and self.ready_at is not None:
+                await self.reply()
             elif etype == "session.end":
+                if self.h.end_delay_s:
+                    try:          # the client may give up (close) first
+                        await asyncio.wait_for(self.ws.wait_closed(), self.h.end_delay_s)
+                        return
+                    except TimeoutError:
+                        pass
                 await self.send(frame("session.ended", session_duration_seconds=1.0,
                                       audio_duration_seconds=self.audio_ms / 1000))
                 await self.ws.close(1000)
                 return
-        if flapper is not None:
-            flapper.cancel()
+        for task in (flapper, self.greeter):
+            if task is not None:
+                task.cancel()
 
     async def ready(self, session: dict[str, Any]) -> None:
         for text in self.h.before_ready:
@@ -254,6 +274,30 @@ class _Connection:
         self.ready_at = time.monotonic()
         for text in self.h.after_ready:
             await self.send(text)
+        if self.h.greet_ms and not self.resumed:
+            self.greeter = asyncio.create_task(self.greet(self.h.greet_ms))
+
+    async def greet(self, ms: float) -> None:
+        """A reply without a user turn: timed word deltas at once, then real-time audio."""
+        try:
+            await self._greet(ms)
+        except ConnectionClosed:
+            pass
+
+    async def _greet(self, ms: float) -> None:
+        rid, item = f"resp_{_hex()}", f"msg_{_hex()}"
+        await self.send(frame("reply.started", reply_id=rid, item_id=item))
+        words = [f"word{i} " for i in range(int(ms // 100))]
+        for i, word in enumerate(words):
+            await self.send(frame("transcript.agent.delta", reply_id=rid, item_id=item, delta=word,
+                                  start_ms=i * 100, end_ms=i * 100 + 90))
+        data = base64.b64encode(bytes(50 * BYTES_PER_MS)).decode()
+        for _ in range(int(ms // 50)):
+            await self.send(frame("reply.audio", reply_id=rid, data=data))
+            await asyncio.sleep(0.05)
+        await self.send(frame("transcript.agent", reply_id=rid, item_id=item, text="".join(words).strip(),
+                              interrupted=False))
+        await self.send(frame("reply.done", reply_id=rid, status="completed"))
 
     async def die(self) -> None:
         how = self.h.die_how

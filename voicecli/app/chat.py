@@ -17,7 +17,8 @@ the chat with exit 6).
 
 Exit: ``q`` or the server ending the session -> returns ``ExitStatus.OK``; Ctrl-C or SIGTERM ->
 ``session.end``, a short wait for ``session.ended``, terminal restored, then KeyboardInterrupt for
-the one exit map (130). A second Ctrl-C raises KeyboardInterrupt at once.
+the one exit map (130). A second Ctrl-C skips only that wait: the streams still close, the terminal
+is restored and ``--record`` is written (issue 12 item 6).
 """
 
 from __future__ import annotations
@@ -207,26 +208,38 @@ class _Chat:
         return False
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], loop: asyncio.AbstractEventLoop) -> None:
-        if self.in_stream is not None:
-            self.in_stream.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.tools.cancel()
-        await self.conv.close()            # session.end, then a short wait for session.ended
-        if self.out_stream is not None:
-            self.out_stream.close()
-        self.keys.close()
-        self._remove_signals(loop)
-        if self.conv.generation == 0:
-            return                          # never connected: nothing to sum up or record
-        self._report_replies(final=True)
-        self._summary()
-        if self.recorder is not None:
-            for rid in self.recorder.pending_replies():
-                self.speaker.record(rid)
-            wav, js = self.recorder.write()
-            self.output.notice(f"recorded {self.recorder.wav.duration_s:.1f} s to {wav} and {js}", "info")
+        """Every step runs whatever an earlier one raised: the streams close, the terminal is given
+        back and the recording is written. A second Ctrl-C only cuts the wait for ``session.ended``."""
+        try:
+            if self.in_stream is not None:
+                self.in_stream.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.tools.cancel()
+            await self.conv.close()            # session.end, then a short wait for session.ended
+        finally:
+            try:
+                if self.out_stream is not None:
+                    self.out_stream.close()
+            finally:
+                self.keys.close()
+                self._remove_signals(loop)
+                if self.conv.generation > 0:    # never connected: nothing to sum up or record
+                    self._wrap_up()
+
+    def _wrap_up(self) -> None:
+        """The transcript's last lines (a reply cut by the stop), the summary, the recording."""
+        try:
+            self._report_replies(final=True)
+            self.output.refresh()
+            self._summary()
+        finally:
+            if self.recorder is not None:
+                for rid in self.recorder.pending_replies():
+                    self.speaker.record(rid)
+                wav, js = self.recorder.write()
+                self.output.notice(f"recorded {self.recorder.wav.duration_s:.1f} s to {wav} and {js}", "info")
 
     def stop(self) -> None:
         self.stop_requested.set()
@@ -248,13 +261,13 @@ class _Chat:
                 pass
 
     def _on_signal(self) -> None:
-        """First Ctrl-C: a clean stop. Python's own SIGINT handler is put back, so a second
-        Ctrl-C raises KeyboardInterrupt at once (terminal restored by the key reader's atexit)."""
+        """First Ctrl-C (or SIGTERM): a clean stop. A second one during the shutdown skips only the
+        wait for ``session.ended``: every other step of :meth:`_shutdown` (each one bounded) still
+        runs, so the terminal is restored and the recording written."""
+        if self.interrupted or self.stop_requested.is_set():
+            self.conv.finished.set()          # Conversation.close stops waiting for session.ended
+            self.output.notice("not waiting for the server any longer", "debug")
         self.interrupted = True
-        try:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
         self.stop()
 
     def on_key(self, ch: str) -> None:
