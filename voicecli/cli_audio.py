@@ -140,7 +140,7 @@ def chat(
                            echo=echo_mode(client.get("echo"), client.get("duplex")),
                            prebuffer_ms=DEFAULT_PREBUFFER_MS if prebuffer is None else int(prebuffer),
                            chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
-                           keys=not json_mode and env.keys, stdin=env.stdin)
+                           keys=env.keys, stdin=env.stdin)
         llm = llm_flags(llm_url, llm_model)
         view = ChatView()
         output = make_chat_output(env, json_mode, no_ui, debug, view, ptt)

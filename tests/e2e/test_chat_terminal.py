@@ -8,6 +8,8 @@ import json
 import os
 import pty
 import select
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import ROOT, unit
 from tests.e2e.pulse import VirtualAudio
@@ -157,3 +161,139 @@ def _json_lines(out: bytes) -> list[dict[str, Any]]:
             except ValueError:
                 pass
     return events
+
+
+class TmuxChat:
+    """``voicecli chat ARGS`` in a detached tmux session of its own (private socket, 120x40): a real
+    terminal emulator, so :meth:`screen` (``tmux capture-pane -p``, with the scrollback) is what a
+    person would see."""
+
+    def __init__(self, env: dict[str, str], tmp: Path, *args: str) -> None:
+        if shutil.which("tmux") is None:
+            pytest.fail("tmux is not installed (apt-get install tmux; it is in .ci/apt-packages)")
+        self.socket = f"voicecli-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.status = tmp / "exit-status"
+        script = tmp / "run-chat.sh"
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()
+                          if k.isidentifier() and k not in ("ASSEMBLYAI_API_KEY", "NO_COLOR", "TMUX"))
+        cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "voicecli.cli", "chat", *args])
+        script.write_text(f"{exports}export TERM=xterm-256color\ncd {shlex.quote(str(ROOT))}\n"
+                          f"{cmd}\necho $? > {shlex.quote(str(self.status))}\nsleep 60\n")
+        self._tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "chat", f"sh {shlex.quote(str(script))}")
+        self._tmux("set-option", "-g", "history-limit", "5000")
+
+    def _tmux(self, *args: str) -> str:
+        out = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed: {out.stderr.strip()}")
+        return out.stdout
+
+    def screen(self) -> str:
+        """The pane as shown, with its scrollback (joined wrapped lines)."""
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "chat")
+
+    def type(self, keys: str) -> None:
+        self._tmux("send-keys", "-t", "chat", "-l", keys)
+
+    def wait_for(self, needle: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + unit(timeout)
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if needle in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{needle!r} not on the screen within {timeout} s:\n{self.screen()}")
+
+    def wait(self, timeout: float = 15.0) -> int:
+        deadline = time.monotonic() + unit(timeout)
+        while time.monotonic() < deadline:
+            if self.status.exists() and self.status.read_text().strip():
+                return int(self.status.read_text())
+            time.sleep(0.1)
+        raise AssertionError(f"voicecli chat did not exit within {timeout} s:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+
+
+def _heard_words(text: str) -> list[str]:
+    return [w.rstrip("…") for w in text.split()]
+
+
+def test_q_mid_reply_keeps_what_was_said_marked_cut_on_screen_and_in_the_recording(
+        vaudio: VirtualAudio, tmp_path: Path) -> None:
+    """Issue 10: `q` while the agent speaks a 3 s reply (in tmux). The screen keeps the words heard so
+    far as a cut agent line, above the closing lines; --record's transcript has the same, marked cut."""
+    rec = tmp_path / "rec"
+    with HostileServer(Hostility(greet_ms=3000)) as srv:
+        chat = TmuxChat(vaudio.env, tmp_path, "--url", srv.url, *KEY, "--record", str(rec))
+        try:
+            chat.wait_for("word6")
+            chat.type("q")
+            code = chat.wait(timeout=15)
+            lines = [line.strip() for line in chat.screen().splitlines()]
+        finally:
+            chat.close()
+    assert code == 0, "\n".join(lines)
+    agent = [i for i, line in enumerate(lines) if line.startswith("agent")]
+    assert len(agent) == 1 and lines[agent[0]].startswith("agent (cut after "), "\n".join(lines)
+    label, _, text = lines[agent[0]].partition("): ")
+    words = _heard_words(text)
+    assert words[:6] == [f"word{i}" for i in range(6)] and len(words) < 25, lines[agent[0]]
+    recorded = [i for i, line in enumerate(lines) if line.startswith("recorded ")]
+    assert recorded and recorded[0] > agent[0], "\n".join(lines)   # in order, before the closing lines
+    doc = json.loads(_record_files(rec)[".json"].read_text())
+    said = [t for t in doc["transcript"] if t["role"] == "agent"]
+    assert len(said) == 1 and said[0]["cut"] is True and said[0]["text"] == text, said
+    assert abs(said[0]["played_s"] - float(label.removeprefix("agent (cut after ").removesuffix(" s"))) < 0.06
+
+
+def test_ctrl_c_mid_reply_prints_the_cut_reply_in_no_ui_lines(vaudio: VirtualAudio) -> None:
+    """Issue 10, --no-ui: Ctrl-C mid-reply still prints the agent's line with what was heard, marked cut."""
+    from tests.e2e.conftest import ChatProc
+    with HostileServer(Hostility(greet_ms=3000)) as srv:
+        chat = ChatProc(vaudio.env, "--url", srv.url, *KEY, "--no-ui")
+        try:
+            deadline = time.monotonic() + unit(20)
+            while srv.stats.updates == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.2)                       # the 3 s greeting plays in real time
+            code = chat.interrupt()
+        finally:
+            chat.kill()
+        assert chat.proc.stdout is not None
+    assert code == 130, chat.stderr
+    assert "Traceback" not in chat.stderr
+    # ChatProc parses stdout as NDJSON; with --no-ui it is plain lines, which its reader skips: read the pipe
+    lines = [line for line in chat.plain_stdout() if line.startswith("agent")]
+    assert len(lines) == 1 and lines[0].startswith("agent (cut after "), lines
+    words = _heard_words(lines[0].partition("): ")[2])
+    assert words[:3] == ["word0", "word1", "word2"] and len(words) < 28, lines
+
+
+def test_typed_turn_and_q_in_json_mode(vaudio: VirtualAudio) -> None:
+    """Issue 10: `t` opens a one-line input; Enter sends conversation.message (role user) and
+    reply.create; Esc cancels one; `q` quits in --json mode too."""
+    with HostileServer(Hostility(reply_text="Typed reply.")) as srv:
+        chat = PtyChat(vaudio.env, "--url", srv.url, *KEY, "--json")
+        try:
+            chat.wait_for(b'"session.ready"')
+            time.sleep(0.3)
+            chat.type(b"tnever sent\x1b")                  # Esc cancels
+            chat.type(b"thello thr\x7fere\r")               # Backspace edits, Enter sends
+            chat.wait_for(b"Typed reply.")
+            chat.wait_for(b'"voicecli.reply.heard"')
+            chat.type(b"q")
+            code = chat.wait(timeout=15)
+            out = chat.text()
+        finally:
+            chat.close()
+    assert code == 0, out[-2000:]
+    assert [(m["role"], m["content"]) for m in srv.stats.messages] == [("user", "hello there")]
+    assert srv.stats.client_events["reply.create"] == 1
+    events = _json_lines(out)
+    kinds = [e["type"] for e in events]
+    typed = [e for e in events if e["type"] == "voicecli.user.typed"]
+    assert [e["text"] for e in typed] == ["hello there"]
+    assert kinds.index("voicecli.user.typed") < kinds.index("reply.started")
+    assert "session.ended" in kinds                               # q ended the session politely

@@ -24,7 +24,6 @@ is restored and ``--record`` is written (issue 12 item 6).
 from __future__ import annotations
 
 import asyncio
-import math
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +42,7 @@ from voicecli.audio.jitter import JitterBuffer
 from voicecli.audio.pipeline import CapturePipeline
 from voicecli.errors import AudioDeviceError
 from voicecli.protocol.events import (
+    ConversationMessage,
     InputSpeechStarted,
     InputSpeechStopped,
     ReplyAudio,
@@ -55,11 +55,12 @@ from voicecli.protocol.events import (
 from voicecli.session.client import Received
 from voicecli.status import ExitStatus
 from voicecli.tools import ToolRunner
-from voicecli.ui.chatview import ChatLine, ChatView
+from voicecli.ui.chatview import ChatLine, ChatLiveOutput, ChatView
 from voicecli.ui.keys import KeyReader
 from voicecli.ui.output import Output
 
 STALL_S = 2.0        # no device callback for this long = the device is gone
+MAX_TYPED = 2000     # characters in one typed turn
 TICK_S = 0.1         # captions, status, latency polling, watchdog
 ECHO_NOTICE = {
     "aec": "echo: aec (echo cancellation on; you can talk over the agent)",
@@ -143,6 +144,7 @@ class _Chat:
         self.interrupted = False          # Ctrl-C / SIGTERM asked us to stop
         self.failure: AudioDeviceError | None = None
         self.barge_ins = 0
+        self.typed_turns = 0
         self.reported: set[str] = set()   # reply.heard emitted
         self.generation = 0
         self.dropped_reported = 0.0
@@ -161,7 +163,7 @@ class _Chat:
             if not await self._until_stopped(self.conv.open()):
                 return self._outcome()
             if self.opts.keys and self.keys.start():
-                self.output.notice("talk now; keys: m mute, r agent speaks, q quit"
+                self.output.notice("talk now; keys: m mute, r agent speaks, t type, q quit"
                                    + (", space talk/stop" if self.opts.ptt else ""), "debug")
             tasks = [loop.create_task(self.mic.sender()), loop.create_task(self._ticker())]
             await self._until_stopped(self.conv.finished.wait())
@@ -271,7 +273,14 @@ class _Chat:
         self.stop()
 
     def on_key(self, ch: str) -> None:
-        if ch in ("q", "Q"):
+        if self.view.chat.typing is not None:
+            self._typing_key(ch)
+        elif ch in ("t", "T"):
+            self.view.chat.typing = ""
+            self.output.notice("type a message: Enter sends it, Esc cancels", "info"
+                               if not isinstance(self.output, ChatLiveOutput) else "debug")
+            self.output.refresh()
+        elif ch in ("q", "Q"):
             self.stop()
         elif ch in ("m", "M"):
             self.mic.muted = not self.mic.muted
@@ -283,6 +292,44 @@ class _Chat:
             task = asyncio.get_running_loop().create_task(self.conv.send(ReplyCreate()))
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
             self.output.notice("asked the agent to speak (reply.create)", "debug")
+
+    def _typing_key(self, ch: str) -> None:
+        """A key while the one-line input is open: Enter sends, Esc cancels, Backspace edits."""
+        text = self.view.chat.typing or ""
+        if ch in ("\r", "\n"):
+            self.view.chat.typing = None
+            if text.strip():
+                self.send_typed(text.strip())
+        elif ch == "\x1b":
+            self.view.chat.typing = None
+            self.output.notice("message not sent", "debug")
+        elif ch in ("\x7f", "\b"):
+            self.view.chat.typing = text[:-1]
+        elif ch == "\x15":                          # Ctrl-U: clear the line
+            self.view.chat.typing = ""
+        elif ch.isprintable() and len(text) < MAX_TYPED:
+            self.view.chat.typing = text + ch
+        self.output.refresh()
+
+    def send_typed(self, text: str) -> None:
+        """A typed user turn: ``conversation.message`` (role user) then ``reply.create`` (protocol.md
+        3.4-3.5), shown and recorded as a typed user turn."""
+        if not self.conv.session.ready:
+            self.output.notice("not connected: the message was not sent; type it again once connected",
+                               "warning")
+            return
+        self.typed_turns += 1
+        self.view.typed(f"typed_{self.typed_turns}", text)
+        self.output.client_event("user.typed", text=text)
+        if self.recorder is not None:
+            self.recorder.entry("user", text, self.clock(), typed=True)
+
+        async def send() -> None:
+            await self.conv.send(ConversationMessage("user", text))
+            await self.conv.send(ReplyCreate())
+
+        task = asyncio.get_running_loop().create_task(send())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     def _device_failed(self, message: str) -> None:
         if self.failure is None:
@@ -359,21 +406,24 @@ class _Chat:
             self.output.refresh()
 
     def _report_replies(self, final: bool) -> None:
-        """Emit ``voicecli.reply.heard`` for agent lines that are done (played through or cut)."""
+        """Emit ``voicecli.reply.heard`` for agent lines that are done (played through or cut).
+        ``final`` (the chat is ending): a reply still playing keeps what was heard so far, marked cut."""
         if final:
             for line in self.view.lines:
-                if line.role == "agent" and not line.final and line.key in self.speaker.finished:
-                    self.view.set_played(line.key, math.inf)
+                if line.role == "agent" and not line.final:
+                    self.view.set_played(line.key, self.speaker.heard_ms(line.key))
+                    self.view.cut(line.key, self.speaker.heard_ms(line.key))
         for line in self.view.lines[-20:]:
             if line.role != "agent" or not line.final or line.key in self.reported:
                 continue
             self.reported.add(line.key)
             heard_s = line.heard_s if isinstance(line, ChatLine) else None
+            cut = {"cut": True} if isinstance(line, ChatLine) and line.cut else {}
             self.output.client_event("reply.heard", reply_id=line.key, text=line.text,
-                                     interrupted=line.interrupted, played_s=heard_s)
+                                     interrupted=line.interrupted, played_s=heard_s, **cut)
             if self.recorder is not None:
                 self.recorder.entry("agent", line.text, self.clock(), reply_id=line.key,
-                                    interrupted=line.interrupted, played_s=heard_s)
+                                    interrupted=line.interrupted, played_s=heard_s, **cut)
 
     def _update_status(self, now: float) -> None:
         s = self.view.chat

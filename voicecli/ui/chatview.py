@@ -14,6 +14,7 @@ played, ``…`` if a word was cut, and how long it played.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -54,7 +55,9 @@ def revealed_text(words: list[Word], played_ms: float) -> str:
 
 @dataclass
 class ChatLine(Line):
-    heard_s: float | None = None      # interrupted: seconds of the reply that were played
+    heard_s: float | None = None      # interrupted or cut: seconds of the reply that were played
+    cut: bool = False                 # the chat ended (q, Ctrl-C) while this reply played
+    typed: bool = False               # a user turn typed with `t`, not spoken
 
 
 @dataclass
@@ -70,6 +73,7 @@ class ChatStatus:
     last_total_ms: float | None = None
     last_server_ms: float | None = None
     last_local_ms: float | None = None
+    typing: str | None = None          # the one-line input (`t`) while it is open
 
 
 @dataclass
@@ -112,6 +116,25 @@ class ChatView(ConversationView):
         line.text = heard_text(self.words.get(reply_id, []), played_ms)
         if isinstance(line, ChatLine):
             line.heard_s = played_ms / 1000.0
+        line.final = True
+
+    def typed(self, key: str, text: str) -> None:
+        """A user turn typed with `t` (sent as conversation.message)."""
+        self._add(ChatLine("user", clean(text), final=True, key=key, typed=True))
+
+    def cut(self, reply_id: str, played_ms: float) -> None:
+        """The chat ended while ``reply_id`` was playing: keep what was heard by ``played_ms``, marked cut."""
+        line = self._agent_line(reply_id)
+        if line.final:
+            return
+        if math.isinf(played_ms):      # it had all been played: whole, not cut
+            line.text = "".join(t for t, _, _ in self.words.get(reply_id, [])).rstrip() or line.text
+            line.final = True
+            return
+        self.played_ms[reply_id] = played_ms
+        line.text = heard_text(self.words.get(reply_id, []), played_ms)
+        if isinstance(line, ChatLine):
+            line.cut, line.heard_s = True, played_ms / 1000.0
         line.final = True
 
     def set_played(self, reply_id: str, played_ms: float) -> None:
@@ -163,10 +186,19 @@ def render_chat_line(line: Line) -> Text:
     heard = getattr(line, "heard_s", None)
     if line.interrupted:
         label = f"agent (interrupted after {heard:.1f} s)" if heard is not None else "agent (interrupted)"
+    elif getattr(line, "cut", False):
+        label = cut_label(heard)
+    elif getattr(line, "typed", False):
+        label = "user (typed)"
     text = Text()
     text.append(f"{label}: ", style=_STYLE.get(line.role, ""))
     text.append(line.text, style="" if line.final else "dim")
     return text
+
+
+def cut_label(heard_s: float | None) -> str:
+    """The label of an agent line the chat's end cut short."""
+    return f"agent (cut after {heard_s:.1f} s)" if heard_s is not None else "agent (cut)"
 
 
 def meter(level_db: float, cells: int = METER_CELLS) -> str:
@@ -196,11 +228,25 @@ def status_text(s: ChatStatus, listening: bool) -> str:
     return " | ".join(parts)
 
 
-def render_chat(view: ChatView, height: int = 12, keys: str = "") -> RenderableType:
+def typing_row(text: str, width: int = 80) -> Text:
+    """The one-line input: its tail when longer than the line, a block as the cursor."""
+    prompt = "type (Enter sends, Esc cancels): "
+    shown = clean(text)
+    room = max(10, width - len(prompt) - 2)
+    if len(shown) > room:
+        shown = "…" + shown[-(room - 1):]
+    row = Text(prompt, style="bold cyan", no_wrap=True, overflow="crop")
+    row.append(shown + "█")
+    return row
+
+
+def render_chat(view: ChatView, height: int = 12, keys: str = "", width: int = 80) -> RenderableType:
     """The live region: the last ``height`` conversation lines, the status line, the key help."""
     rows: list[RenderableType] = [render_chat_line(line) for line in view.lines[-height:]]
     rows.append(Text(status_text(view.chat, view.listening), style="dim", no_wrap=True, overflow="ellipsis"))
-    if keys:
+    if view.chat.typing is not None:
+        rows.append(typing_row(view.chat.typing, width))
+    elif keys:
         rows.append(Text(keys, style="dim"))
     return Group(*rows)
 
@@ -222,7 +268,7 @@ class ChatLiveOutput(LiveOutput):
     def _region(self, lines: list[Line]) -> RenderableType:
         v = self.chat_view
         return render_chat(ChatView(lines=lines, status=v.status, listening=v.listening, chat=v.chat),
-                           keys=self.keys)
+                           keys=self.keys, width=self.console.width)
 
     def server_event(self, rec: Received) -> None:
         pass
@@ -246,6 +292,9 @@ class ChatPlainOutput(PlainOutput):
             super().server_event(rec)
 
     def client_event(self, kind: str, **fields: Any) -> None:
+        if kind == "user.typed":
+            self.out.line(f"user (typed): {clean(str(fields.get('text', '')))}")
+            return
         if kind == "reply.heard":
             text = clean(str(fields.get("text", "")))
             played = fields.get("played_s")
@@ -253,6 +302,8 @@ class ChatPlainOutput(PlainOutput):
                 label = f"agent (interrupted after {played:.1f} s)" if isinstance(played, (int, float)) \
                     else "agent (interrupted)"
                 self.out.line(f"{label}: {text}")
+            elif fields.get("cut"):
+                self.out.line(f"{cut_label(played if isinstance(played, (int, float)) else None)}: {text}")
             elif text:
                 self.out.line(f"agent: {text}")
             return
