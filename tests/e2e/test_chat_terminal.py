@@ -173,10 +173,12 @@ class TmuxChat:
             pytest.fail("tmux is not installed (apt-get install tmux; it is in .ci/apt-packages)")
         self.socket = f"voicecli-test-{os.getpid()}-{time.monotonic_ns()}"
         self.status = tmp / "exit-status"
+        self.pidfile = tmp / "chat-pid"
         script = tmp / "run-chat.sh"
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()
                           if k.isidentifier() and k not in ("ASSEMBLYAI_API_KEY", "NO_COLOR", "TMUX"))
-        cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "voicecli.cli", "chat", *args])
+        chat = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "voicecli.cli", "chat", *args])
+        cmd = "sh -c " + shlex.quote(f"echo $$ > {shlex.quote(str(self.pidfile))}; exec {chat}")
         script.write_text(f"{exports}export TERM=xterm-256color\ncd {shlex.quote(str(ROOT))}\n"
                           f"{cmd}\necho $? > {shlex.quote(str(self.status))}\nsleep 60\n")
         self._tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "chat", f"sh {shlex.quote(str(script))}")
@@ -188,9 +190,13 @@ class TmuxChat:
             raise AssertionError(f"tmux {' '.join(args)} failed: {out.stderr.strip()}")
         return out.stdout
 
-    def screen(self) -> str:
-        """The pane as shown, with its scrollback (joined wrapped lines)."""
-        return self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "chat")
+    def screen(self, history: bool = True) -> str:
+        """The pane as shown (joined wrapped lines), with its scrollback unless ``history`` is False."""
+        return self._tmux("capture-pane", "-p", "-J", *(("-S", "-") if history else ()), "-t", "chat")
+
+    @property
+    def pid(self) -> int:
+        return int(self.pidfile.read_text())
 
     def type(self, keys: str) -> None:
         self._tmux("send-keys", "-t", "chat", "-l", keys)
@@ -297,3 +303,38 @@ def test_typed_turn_and_q_in_json_mode(vaudio: VirtualAudio) -> None:
     assert [e["text"] for e in typed] == ["hello there"]
     assert kinds.index("voicecli.user.typed") < kinds.index("reply.started")
     assert "session.ended" in kinds                               # q ended the session politely
+
+
+def test_a_chat_on_the_virtual_devices_leaves_no_alsa_text_on_the_terminal(vaudio: VirtualAudio,
+                                                                          tmp_path: Path) -> None:
+    """Issue 10 must-show: chat in tmux on the virtual devices. The process is stopped three times for
+    0.4 s (SIGSTOP/SIGCONT), so the devices under/overrun and ALSA's pcm code reports it (it writes
+    "ALSA lib pcm.c:...: underrun occurred" to the C-level stderr unless silenced). The captured
+    screen has no ALSA text, the live view sits at the bottom as one status line and one key line,
+    and the status line counts the device xruns instead."""
+    with HostileServer(Hostility(greet_ms=6000)) as srv:
+        chat = TmuxChat(vaudio.env, tmp_path, "--url", srv.url, *KEY)
+        try:
+            chat.wait_for("connected | mic [")
+            chat.wait_for("word3")
+            for _ in range(3):
+                os.kill(chat.pid, signal.SIGSTOP)
+                time.sleep(0.4)
+                os.kill(chat.pid, signal.SIGCONT)
+                time.sleep(0.4)
+            chat.wait_for("device xruns")
+            time.sleep(0.5)
+            live = [line.rstrip() for line in chat.screen(history=False).splitlines() if line.strip()]
+            chat.type("q")
+            code = chat.wait(timeout=15)
+            whole = chat.screen()
+        finally:
+            chat.close()
+    assert code == 0, whole
+    assert "ALSA" not in whole, whole
+    assert live[-1].startswith("keys: m mute/unmute | r agent speaks | t type | q quit"), "\n".join(live)
+    assert live[-2].startswith("connected | mic [") and "device xruns" in live[-2], "\n".join(live)
+    assert sum(line.startswith("connected | mic [") for line in live) == 1, "\n".join(live)
+    assert any(line.startswith("agent: word0 word1 word2") for line in live[:-2]), "\n".join(live)
+    assert [line for line in whole.splitlines() if line.startswith("agent")][-1].startswith(
+        "agent (cut after "), whole
