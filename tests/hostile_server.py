@@ -26,10 +26,13 @@ Hostility is switched on by :class:`Hostility` fields (each names the attack of 
 - ``end_delay_s``: ``session.end`` is answered (``session.ended`` + 1000) only after that many seconds
   (a slow shutdown, for the client's second Ctrl-C).
 - ``greet_ms``: a reply of that many ms of audio right after ``session.ready`` (no user turn needed), with
-  its words as timed ``transcript.agent.delta`` (one per 100 ms of audio): a reply to cut mid-way.
+  its words as timed ``transcript.agent.delta`` (one per 100 ms of audio): a reply to cut mid-way. It is
+  the first reply: with ``user_delta_storm`` / ``delta_storm`` set, those storms come before / inside it
+  (so a chat on a silent mic gets them too).
 
 :attr:`HostileServer.stats` counts connections, updates, resumes, deaths and client events by type
-(thread-safe reads after the run).
+(thread-safe reads after the run); :attr:`Stats.storms` has one :class:`Storm` per storm with the
+``input.audio`` the client sent while it lasted.
 """
 
 from __future__ import annotations
@@ -88,6 +91,20 @@ class Hostility:
 
 
 @dataclass
+class Storm:
+    kind: str
+    started: float              # time.monotonic()
+    ended: float = 0.0
+    audio_ms_before: float = 0.0   # input.audio received on that connection when it started / ended
+    audio_ms_after: float = 0.0
+
+    @property
+    def audio_ratio(self) -> float:
+        """input.audio received during the storm / its wall-clock duration."""
+        return (self.audio_ms_after - self.audio_ms_before) / max(1e-9, (self.ended - self.started) * 1000)
+
+
+@dataclass
 class Stats:
     connections: int = 0
     updates: int = 0
@@ -97,6 +114,7 @@ class Stats:
     client_events: Counter[str] = field(default_factory=Counter)
     tool_results: int = 0
     messages: list[dict[str, Any]] = field(default_factory=list)   # conversation.message events
+    storms: list[Storm] = field(default_factory=list)
 
 
 class HostileServer:
@@ -286,7 +304,13 @@ class _Connection:
 
     async def _greet(self, ms: float) -> None:
         rid, item = f"resp_{_hex()}", f"msg_{_hex()}"
+        first = not self.first_reply_done
+        self.first_reply_done = True
+        if first and self.h.user_delta_storm:
+            await self.storm("transcript.user.delta", *self.h.user_delta_storm, item_id=f"msg_{_hex()}")
         await self.send(frame("reply.started", reply_id=rid, item_id=item))
+        if first and self.h.delta_storm:
+            await self.storm("transcript.agent.delta", *self.h.delta_storm, reply_id=rid, item_id=item)
         words = [f"word{i} " for i in range(int(ms // 100))]
         for i, word in enumerate(words):
             await self.send(frame("transcript.agent.delta", reply_id=rid, item_id=item, delta=word,
@@ -334,6 +358,9 @@ class _Connection:
     async def storm(self, event_type: str, count: int, per_second: float, **fields: Any) -> None:
         gap = 1.0 / per_second if per_second > 0 else 0.0
         start = time.monotonic()
+        record = Storm(event_type, start, audio_ms_before=self.audio_ms)
+        with self.srv._lock:
+            self.srv.stats.storms.append(record)
         text = ""
         for i in range(count):
             word = f"w{i} "
@@ -346,6 +373,7 @@ class _Connection:
                 delay = start + (i + 1) * gap - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+        record.ended, record.audio_ms_after = time.monotonic(), self.audio_ms
 
     async def reply(self) -> None:
         self.srv._count(replies=1)
