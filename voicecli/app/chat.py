@@ -145,7 +145,6 @@ class _Chat:
         self.failure: AudioDeviceError | None = None
         self.barge_ins = 0
         self.typed_turns = 0
-        self.reported: set[str] = set()   # reply.heard emitted
         self.generation = 0
         self.dropped_reported = 0.0
         self.out_stream: devices.PlaybackStream | None = None
@@ -414,11 +413,11 @@ class _Chat:
                     self.view.set_played(line.key, self.speaker.heard_ms(line.key))
                     self.view.cut(line.key, self.speaker.heard_ms(line.key))
         for line in self.view.lines[-20:]:
-            if line.role != "agent" or not line.final or line.key in self.reported:
+            if line.role != "agent" or not line.final or not isinstance(line, ChatLine) or line.reported:
                 continue
-            self.reported.add(line.key)
-            heard_s = line.heard_s if isinstance(line, ChatLine) else None
-            cut = {"cut": True} if isinstance(line, ChatLine) and line.cut else {}
+            line.reported = True              # on the line itself: bounded with the view's lines
+            heard_s = line.heard_s
+            cut = {"cut": True} if line.cut else {}
             self.output.client_event("reply.heard", reply_id=line.key, text=line.text,
                                      interrupted=line.interrupted, played_s=heard_s, **cut)
             if self.recorder is not None:

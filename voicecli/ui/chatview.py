@@ -58,6 +58,7 @@ class ChatLine(Line):
     heard_s: float | None = None      # interrupted or cut: seconds of the reply that were played
     cut: bool = False                 # the chat ended (q, Ctrl-C) while this reply played
     typed: bool = False               # a user turn typed with `t`, not spoken
+    reported: bool = False            # the chat has emitted its voicecli.reply.heard
 
 
 @dataclass
