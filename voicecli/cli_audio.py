@@ -111,7 +111,10 @@ def chat(
     json_mode: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Talk with the agent through your microphone and speaker, with live transcripts."""
+    """Talk with the agent through your microphone and speaker, with live transcripts.
+
+    Keys: m mute/unmute, r the agent speaks now, t type a message (Enter sends, Esc cancels), q quit.
+    """
     from voicecli.app.chat import ChatOptions, ChatRunner
     from voicecli.app.endpoint import Endpoint
     from voicecli.config import CommonFlags

@@ -277,16 +277,18 @@ def test_ctrl_c_mid_reply_prints_the_cut_reply_in_no_ui_lines(vaudio: VirtualAud
     assert words[:3] == ["word0", "word1", "word2"] and len(words) < 28, lines
 
 
-def test_typed_turn_and_q_in_json_mode(vaudio: VirtualAudio) -> None:
+def test_typed_turn_and_q_in_json_mode(vaudio: VirtualAudio, tmp_path: Path) -> None:
     """Issue 10: `t` opens a one-line input; Enter sends conversation.message (role user) and
-    reply.create; Esc cancels one; `q` quits in --json mode too."""
+    reply.create; Esc cancels one (an arrow key does not); `q` quits in --json mode too; --record
+    keeps the turn as typed."""
+    rec = tmp_path / "rec"
     with HostileServer(Hostility(reply_text="Typed reply.")) as srv:
-        chat = PtyChat(vaudio.env, "--url", srv.url, *KEY, "--json")
+        chat = PtyChat(vaudio.env, "--url", srv.url, *KEY, "--json", "--record", str(rec))
         try:
             chat.wait_for(b'"session.ready"')
             time.sleep(0.3)
             chat.type(b"tnever sent\x1b")                  # Esc cancels
-            chat.type(b"thello thr\x7fere\r")               # Backspace edits, Enter sends
+            chat.type(b"thello\x1b[D thr\x7fere\r")        # arrow ignored, Backspace edits, Enter sends
             chat.wait_for(b"Typed reply.")
             chat.wait_for(b'"voicecli.reply.heard"')
             chat.type(b"q")
@@ -303,6 +305,9 @@ def test_typed_turn_and_q_in_json_mode(vaudio: VirtualAudio) -> None:
     assert [e["text"] for e in typed] == ["hello there"]
     assert kinds.index("voicecli.user.typed") < kinds.index("reply.started")
     assert "session.ended" in kinds                               # q ended the session politely
+    doc = json.loads(_record_files(rec)[".json"].read_text())
+    assert [(t["role"], t["text"], t.get("typed")) for t in doc["transcript"]] == [
+        ("user", "hello there", True), ("agent", "Typed reply.", None)]
 
 
 def test_a_chat_on_the_virtual_devices_leaves_no_alsa_text_on_the_terminal(vaudio: VirtualAudio,
