@@ -27,9 +27,16 @@ Hostility is switched on by :class:`Hostility` fields (each names the attack of 
   (protocol.md 6.5; the polite thing, off by default).
 - ``reply_in_background``: replies run as tasks, so client events are read (and counted) while a long
   reply streams (e.g. the ``session.end`` of a client interrupted mid-reply); default: inline.
+- ``end_delay_s``: ``session.end`` is answered (``session.ended`` + 1000) only after that many seconds
+  (a slow shutdown, for the client's second Ctrl-C).
+- ``greet_ms``: a reply of that many ms of audio right after ``session.ready`` (no user turn needed), with
+  its words as timed ``transcript.agent.delta`` (one per 100 ms of audio): a reply to cut mid-way. It is
+  the first reply: with ``user_delta_storm`` / ``delta_storm`` set, those storms come before / inside it
+  (so a chat on a silent mic gets them too).
 
 :attr:`HostileServer.stats` counts connections, updates, resumes, deaths and client events by type
-(thread-safe reads after the run).
+(thread-safe reads after the run); :attr:`Stats.storms` has one :class:`Storm` per storm with the
+``input.audio`` the client sent while it lasted.
 """
 
 from __future__ import annotations
@@ -82,9 +89,25 @@ class Hostility:
     audio_flood_s: float = 0.0
     reply_in_background: bool = False
     follow_up_after_tools: bool = False
+    end_delay_s: float = 0.0
+    greet_ms: float = 0.0
     end_of_turn_ms: float = 600.0   # quiet audio after some loud audio that ends a user turn
     reply_ms: float = 400.0
     reply_text: str = "Hello from the hostile server."
+
+
+@dataclass
+class Storm:
+    kind: str
+    started: float              # time.monotonic()
+    ended: float = 0.0
+    audio_ms_before: float = 0.0   # input.audio received on that connection when it started / ended
+    audio_ms_after: float = 0.0
+
+    @property
+    def audio_ratio(self) -> float:
+        """input.audio received during the storm / its wall-clock duration."""
+        return (self.audio_ms_after - self.audio_ms_before) / max(1e-9, (self.ended - self.started) * 1000)
 
 
 @dataclass
@@ -96,6 +119,8 @@ class Stats:
     replies: int = 0
     client_events: Counter[str] = field(default_factory=Counter)
     tool_results: int = 0
+    messages: list[dict[str, Any]] = field(default_factory=list)   # conversation.message events
+    storms: list[Storm] = field(default_factory=list)
 
 
 class HostileServer:
@@ -184,6 +209,7 @@ class _Connection:
         self.ready_at: float | None = None
         self.resumed = False
         self.first_reply_done = False
+        self.greeter: asyncio.Task[None] | None = None
         self.background: set[asyncio.Task[None]] = set()
         self.awaiting_results = 0  # tool.calls sent that have no tool.result yet
 
@@ -253,13 +279,25 @@ class _Connection:
                 self.awaiting_results -= 1
                 if self.awaiting_results == 0 and self.h.follow_up_after_tools:
                     await self.reply()
+            elif etype == "conversation.message":
+                with self.srv._lock:
+                    self.srv.stats.messages.append(event)
+            elif etype == "reply.create" and self.ready_at is not None:
+                await self.reply()
             elif etype == "session.end":
+                if self.h.end_delay_s:
+                    try:          # the client may give up (close) first
+                        await asyncio.wait_for(self.ws.wait_closed(), self.h.end_delay_s)
+                        return
+                    except TimeoutError:
+                        pass
                 await self.send(frame("session.ended", session_duration_seconds=1.0,
                                       audio_duration_seconds=self.audio_ms / 1000))
                 await self.ws.close(1000)
                 return
-        if flapper is not None:
-            flapper.cancel()
+        for task in (flapper, self.greeter):
+            if task is not None:
+                task.cancel()
 
     async def ready(self, session: dict[str, Any]) -> None:
         for text in self.h.before_ready:
@@ -275,6 +313,36 @@ class _Connection:
         self.ready_at = time.monotonic()
         for text in self.h.after_ready:
             await self.send(text)
+        if self.h.greet_ms and not self.resumed:
+            self.greeter = asyncio.create_task(self.greet(self.h.greet_ms))
+
+    async def greet(self, ms: float) -> None:
+        """A reply without a user turn: timed word deltas at once, then real-time audio."""
+        try:
+            await self._greet(ms)
+        except ConnectionClosed:
+            pass
+
+    async def _greet(self, ms: float) -> None:
+        rid, item = f"resp_{_hex()}", f"msg_{_hex()}"
+        first = not self.first_reply_done
+        self.first_reply_done = True
+        if first and self.h.user_delta_storm:
+            await self.storm("transcript.user.delta", *self.h.user_delta_storm, item_id=f"msg_{_hex()}")
+        await self.send(frame("reply.started", reply_id=rid, item_id=item))
+        if first and self.h.delta_storm:
+            await self.storm("transcript.agent.delta", *self.h.delta_storm, reply_id=rid, item_id=item)
+        words = [f"word{i} " for i in range(int(ms // 100))]
+        for i, word in enumerate(words):
+            await self.send(frame("transcript.agent.delta", reply_id=rid, item_id=item, delta=word,
+                                  start_ms=i * 100, end_ms=i * 100 + 90))
+        data = base64.b64encode(bytes(50 * BYTES_PER_MS)).decode()
+        for _ in range(int(ms // 50)):
+            await self.send(frame("reply.audio", reply_id=rid, data=data))
+            await asyncio.sleep(0.05)
+        await self.send(frame("transcript.agent", reply_id=rid, item_id=item, text="".join(words).strip(),
+                              interrupted=False))
+        await self.send(frame("reply.done", reply_id=rid, status="completed"))
 
     async def die(self) -> None:
         how = self.h.die_how
@@ -311,6 +379,9 @@ class _Connection:
     async def storm(self, event_type: str, count: int, per_second: float, **fields: Any) -> None:
         gap = 1.0 / per_second if per_second > 0 else 0.0
         start = time.monotonic()
+        record = Storm(event_type, start, audio_ms_before=self.audio_ms)
+        with self.srv._lock:
+            self.srv.stats.storms.append(record)
         text = ""
         for i in range(count):
             word = f"w{i} "
@@ -323,6 +394,7 @@ class _Connection:
                 delay = start + (i + 1) * gap - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+        record.ended, record.audio_ms_after = time.monotonic(), self.audio_ms
 
     async def reply(self) -> None:
         self.srv._count(replies=1)

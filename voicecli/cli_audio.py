@@ -115,7 +115,10 @@ def chat(
     json_mode: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Talk with the agent through your microphone and speaker, with live transcripts."""
+    """Talk with the agent through your microphone and speaker, with live transcripts.
+
+    Keys: m mute/unmute, r the agent speaks now, t type a message (Enter sends, Esc cancels), q quit.
+    """
     from voicecli.app.chat import ChatOptions, ChatRunner
     from voicecli.app.endpoint import Endpoint
     from voicecli.config import CommonFlags
@@ -145,7 +148,7 @@ def chat(
                            echo=echo_mode(client.get("echo"), client.get("duplex")),
                            prebuffer_ms=DEFAULT_PREBUFFER_MS if prebuffer is None else int(prebuffer),
                            chunk_ms=chunk_ms, record_dir=Path(record_dir) if record_dir else None, ptt=ptt,
-                           keys=not json_mode and env.keys, stdin=env.stdin)
+                           keys=env.keys, stdin=env.stdin)
         llm = llm_flags(llm_url, llm_model)
         view = ChatView()
         output = make_chat_output(env, json_mode, no_ui, debug, view, ptt)

@@ -51,6 +51,7 @@ class ChatProc:
                                      env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.events: list[dict[str, Any]] = []
+        self.plain: list[str] = []
         self.stderr = ""
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -59,7 +60,10 @@ class ChatProc:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            if line.strip():
+            if line.strip() and not line.startswith("{"):    # --no-ui: plain lines
+                with self._lock:
+                    self.plain.append(line.rstrip("\n"))
+            elif line.strip():
                 event = json.loads(line)
                 event["_received"] = time.monotonic()
                 with self._lock:
@@ -80,6 +84,10 @@ class ChatProc:
             time.sleep(0.02)
         raise AssertionError(f"no {what or 'matching event'} within {timeout} s; exit={self.proc.poll()} "
                              f"types={[e.get('type') for e in self.events][-15:]} stderr={self.read_stderr()}")
+
+    def plain_stdout(self) -> list[str]:
+        with self._lock:
+            return list(self.plain)
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:

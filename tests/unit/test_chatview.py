@@ -12,6 +12,7 @@ from rich.console import Console
 from voicecli.protocol.events import server_event_from_dict
 from voicecli.session.client import Received
 from voicecli.ui.chatview import (
+    ChatLine,
     ChatPlainOutput,
     ChatStatus,
     ChatView,
@@ -117,3 +118,39 @@ def test_plain_output_prints_agent_lines_when_heard() -> None:
                               "agent (interrupted after 0.9 s): Once upon…\n"
                               "agent: Okay.\n")
     assert err.getvalue() == ""
+
+
+def test_cut_reply_keeps_what_was_heard_and_typed_turns_are_labelled() -> None:
+    view = ChatView()
+    view.typed("typed_1", "hello\x1b[2J there")
+    reply(view)
+    view.set_played("r1", 600)
+    view.cut("r1", 900.0)
+    view.cut("r1", 1400.0)                      # final: a second cut changes nothing
+    assert show(view) == (
+        "user (typed): hello[2J there\n"             # ESC removed: cannot drive the terminal
+        "agent (cut after 0.9 s): Once upon…\n"
+        "connecting | mic [........] -99 dB | buffer 0 ms\n")
+    whole = ChatView()
+    reply(whole, "r2")
+    whole.cut("r2", math.inf)                   # it had all been played: whole, not cut
+    line = whole.lines[-1]
+    assert isinstance(line, ChatLine) and line.final and not line.cut and line.text == "Once upon a time."
+
+
+def test_the_typing_row_replaces_the_key_help_and_shows_the_tail() -> None:
+    view = ChatView()
+    view.chat.typing = "hi"
+    assert show(view, keys="keys: q quit").splitlines()[-1] == "type (Enter sends, Esc cancels): hi█"
+    view.chat.typing = "x" * 300
+    last = show(view, keys="keys: q quit").splitlines()[-1]
+    assert last.startswith("type (Enter sends, Esc cancels): …x") and len(last) <= 80
+
+
+def test_plain_output_prints_typed_and_cut_lines() -> None:
+    out = StringIO()
+    plain = ChatPlainOutput(stdout=out, stderr=StringIO())
+    plain.client_event("user.typed", text="hi\x07")
+    plain.client_event("reply.heard", reply_id="r", text="Once upon…", interrupted=False, played_s=0.9,
+                       cut=True)
+    assert out.getvalue() == "user (typed): hi\nagent (cut after 0.9 s): Once upon…\n"

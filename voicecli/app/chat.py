@@ -17,13 +17,13 @@ the chat with exit 6).
 
 Exit: ``q`` or the server ending the session -> returns ``ExitStatus.OK``; Ctrl-C or SIGTERM ->
 ``session.end``, a short wait for ``session.ended``, terminal restored, then KeyboardInterrupt for
-the one exit map (130). A second Ctrl-C raises KeyboardInterrupt at once.
+the one exit map (130). A second Ctrl-C skips only that wait: the streams still close, the terminal
+is restored and ``--record`` is written (issue 12 item 6).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +42,7 @@ from voicecli.audio.jitter import JitterBuffer
 from voicecli.audio.pipeline import CapturePipeline
 from voicecli.errors import AudioDeviceError
 from voicecli.protocol.events import (
+    ConversationMessage,
     InputSpeechStarted,
     InputSpeechStopped,
     ReplyAudio,
@@ -54,11 +55,12 @@ from voicecli.protocol.events import (
 from voicecli.session.client import Received
 from voicecli.status import ExitStatus
 from voicecli.tools import ToolRunner
-from voicecli.ui.chatview import ChatLine, ChatView
+from voicecli.ui.chatview import ChatLine, ChatLiveOutput, ChatView
 from voicecli.ui.keys import KeyReader
 from voicecli.ui.output import Output
 
 STALL_S = 2.0        # no device callback for this long = the device is gone
+MAX_TYPED = 2000     # characters in one typed turn
 TICK_S = 0.1         # captions, status, latency polling, watchdog
 ECHO_NOTICE = {
     "aec": "echo: aec (echo cancellation on; you can talk over the agent)",
@@ -142,7 +144,7 @@ class _Chat:
         self.interrupted = False          # Ctrl-C / SIGTERM asked us to stop
         self.failure: AudioDeviceError | None = None
         self.barge_ins = 0
-        self.reported: set[str] = set()   # reply.heard emitted
+        self.typed_turns = 0
         self.generation = 0
         self.dropped_reported = 0.0
         self.out_stream: devices.PlaybackStream | None = None
@@ -160,7 +162,7 @@ class _Chat:
             if not await self._until_stopped(self.conv.open()):
                 return self._outcome()
             if self.opts.keys and self.keys.start():
-                self.output.notice("talk now; keys: m mute, r agent speaks, q quit"
+                self.output.notice("talk now; keys: m mute, r agent speaks, t type, q quit"
                                    + (", space talk/stop" if self.opts.ptt else ""), "debug")
             tasks = [loop.create_task(self.mic.sender()), loop.create_task(self._ticker())]
             await self._until_stopped(self.conv.finished.wait())
@@ -207,26 +209,38 @@ class _Chat:
         return False
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], loop: asyncio.AbstractEventLoop) -> None:
-        if self.in_stream is not None:
-            self.in_stream.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.tools.cancel()
-        await self.conv.close()            # session.end, then a short wait for session.ended
-        if self.out_stream is not None:
-            self.out_stream.close()
-        self.keys.close()
-        self._remove_signals(loop)
-        if self.conv.generation == 0:
-            return                          # never connected: nothing to sum up or record
-        self._report_replies(final=True)
-        self._summary()
-        if self.recorder is not None:
-            for rid in self.recorder.pending_replies():
-                self.speaker.record(rid)
-            wav, js = self.recorder.write()
-            self.output.notice(f"recorded {self.recorder.wav.duration_s:.1f} s to {wav} and {js}", "info")
+        """Every step runs whatever an earlier one raised: the streams close, the terminal is given
+        back and the recording is written. A second Ctrl-C only cuts the wait for ``session.ended``."""
+        try:
+            if self.in_stream is not None:
+                self.in_stream.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.tools.cancel()
+            await self.conv.close()            # session.end, then a short wait for session.ended
+        finally:
+            try:
+                if self.out_stream is not None:
+                    self.out_stream.close()
+            finally:
+                self.keys.close()
+                self._remove_signals(loop)
+                if self.conv.generation > 0:    # never connected: nothing to sum up or record
+                    self._wrap_up()
+
+    def _wrap_up(self) -> None:
+        """The transcript's last lines (a reply cut by the stop), the summary, the recording."""
+        try:
+            self._report_replies(final=True)
+            self.output.refresh()
+            self._summary()
+        finally:
+            if self.recorder is not None:
+                for rid in self.recorder.pending_replies():
+                    self.speaker.record(rid)
+                wav, js = self.recorder.write()
+                self.output.notice(f"recorded {self.recorder.wav.duration_s:.1f} s to {wav} and {js}", "info")
 
     def stop(self) -> None:
         self.stop_requested.set()
@@ -248,17 +262,24 @@ class _Chat:
                 pass
 
     def _on_signal(self) -> None:
-        """First Ctrl-C: a clean stop. Python's own SIGINT handler is put back, so a second
-        Ctrl-C raises KeyboardInterrupt at once (terminal restored by the key reader's atexit)."""
+        """First Ctrl-C (or SIGTERM): a clean stop. A second one during the shutdown skips only the
+        wait for ``session.ended``: every other step of :meth:`_shutdown` (each one bounded) still
+        runs, so the terminal is restored and the recording written."""
+        if self.interrupted or self.stop_requested.is_set():
+            self.conv.finished.set()          # Conversation.close stops waiting for session.ended
+            self.output.notice("not waiting for the server any longer", "debug")
         self.interrupted = True
-        try:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
         self.stop()
 
     def on_key(self, ch: str) -> None:
-        if ch in ("q", "Q"):
+        if self.view.chat.typing is not None:
+            self._typing_key(ch)
+        elif ch in ("t", "T"):
+            self.view.chat.typing = ""
+            self.output.notice("type a message: Enter sends it, Esc cancels", "info"
+                               if not isinstance(self.output, ChatLiveOutput) else "debug")
+            self.output.refresh()
+        elif ch in ("q", "Q"):
             self.stop()
         elif ch in ("m", "M"):
             self.mic.muted = not self.mic.muted
@@ -270,6 +291,44 @@ class _Chat:
             task = asyncio.get_running_loop().create_task(self.conv.send(ReplyCreate()))
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
             self.output.notice("asked the agent to speak (reply.create)", "debug")
+
+    def _typing_key(self, ch: str) -> None:
+        """A key while the one-line input is open: Enter sends, Esc cancels, Backspace edits."""
+        text = self.view.chat.typing or ""
+        if ch in ("\r", "\n"):
+            self.view.chat.typing = None
+            if text.strip():
+                self.send_typed(text.strip())
+        elif ch == "\x1b":
+            self.view.chat.typing = None
+            self.output.notice("message not sent", "debug")
+        elif ch in ("\x7f", "\b"):
+            self.view.chat.typing = text[:-1]
+        elif ch == "\x15":                          # Ctrl-U: clear the line
+            self.view.chat.typing = ""
+        elif ch.isprintable() and len(text) < MAX_TYPED:
+            self.view.chat.typing = text + ch
+        self.output.refresh()
+
+    def send_typed(self, text: str) -> None:
+        """A typed user turn: ``conversation.message`` (role user) then ``reply.create`` (protocol.md
+        3.4-3.5), shown and recorded as a typed user turn."""
+        if not self.conv.session.ready:
+            self.output.notice("not connected: the message was not sent; type it again once connected",
+                               "warning")
+            return
+        self.typed_turns += 1
+        self.view.typed(f"typed_{self.typed_turns}", text)
+        self.output.client_event("user.typed", text=text)
+        if self.recorder is not None:
+            self.recorder.entry("user", text, self.clock(), typed=True)
+
+        async def send() -> None:
+            await self.conv.send(ConversationMessage("user", text))
+            await self.conv.send(ReplyCreate())
+
+        task = asyncio.get_running_loop().create_task(send())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     def _device_failed(self, message: str) -> None:
         if self.failure is None:
@@ -346,21 +405,24 @@ class _Chat:
             self.output.refresh()
 
     def _report_replies(self, final: bool) -> None:
-        """Emit ``voicecli.reply.heard`` for agent lines that are done (played through or cut)."""
+        """Emit ``voicecli.reply.heard`` for agent lines that are done (played through or cut).
+        ``final`` (the chat is ending): a reply still playing keeps what was heard so far, marked cut."""
         if final:
             for line in self.view.lines:
-                if line.role == "agent" and not line.final and line.key in self.speaker.finished:
-                    self.view.set_played(line.key, math.inf)
+                if line.role == "agent" and not line.final:
+                    self.view.set_played(line.key, self.speaker.heard_ms(line.key))
+                    self.view.cut(line.key, self.speaker.heard_ms(line.key))
         for line in self.view.lines[-20:]:
-            if line.role != "agent" or not line.final or line.key in self.reported:
+            if line.role != "agent" or not line.final or not isinstance(line, ChatLine) or line.reported:
                 continue
-            self.reported.add(line.key)
-            heard_s = line.heard_s if isinstance(line, ChatLine) else None
+            line.reported = True              # on the line itself: bounded with the view's lines
+            heard_s = line.heard_s
+            cut = {"cut": True} if line.cut else {}
             self.output.client_event("reply.heard", reply_id=line.key, text=line.text,
-                                     interrupted=line.interrupted, played_s=heard_s)
+                                     interrupted=line.interrupted, played_s=heard_s, **cut)
             if self.recorder is not None:
                 self.recorder.entry("agent", line.text, self.clock(), reply_id=line.key,
-                                    interrupted=line.interrupted, played_s=heard_s)
+                                    interrupted=line.interrupted, played_s=heard_s, **cut)
 
     def _update_status(self, now: float) -> None:
         s = self.view.chat

@@ -11,7 +11,7 @@ does not treat as an interruption (protocol.md 6.3).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from voicecli.app.latency import LatencyTracker
@@ -31,6 +31,33 @@ class Cut:
     flushed_ms: float
 
 
+class RecentSet:
+    """A set of reply ids that keeps only the ``cap`` most recently added (issue 12 item 9: a chat's
+    per-reply state is bounded however many replies the server sends)."""
+
+    def __init__(self, cap: int = 64) -> None:
+        self.cap = cap
+        self._ids: dict[str, None] = {}
+
+    def add(self, reply_id: str) -> None:
+        self._ids.pop(reply_id, None)
+        self._ids[reply_id] = None
+        while len(self._ids) > self.cap:
+            self._ids.pop(next(iter(self._ids)))
+
+    def discard(self, reply_id: str) -> None:
+        self._ids.pop(reply_id, None)
+
+    def __contains__(self, reply_id: object) -> bool:
+        return reply_id in self._ids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._ids))
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class Speaker:
     """Plays replies and keeps their play-out facts. ``out_latency`` reads the output stream's
     latency (seconds) when asked, since the stream opens after this object exists."""
@@ -44,8 +71,8 @@ class Speaker:
         self.latency = LatencyTracker()
         self.detector = SelfInterruptDetector()
         self.out_latency: Callable[[], float] = lambda: 0.0
-        self.unplayed: set[str] = set()     # replies whose first sample is not heard yet
-        self.finished: set[str] = set()     # reply.done received
+        self.unplayed = RecentSet()         # replies whose first sample is not heard yet
+        self.finished = RecentSet()         # reply.done received
 
     # -- from the server ------------------------------------------------------------------
     def audio(self, reply_id: str, pcm: bytes) -> None:

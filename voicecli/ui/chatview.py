@@ -14,6 +14,7 @@ played, ``…`` if a word was cut, and how long it played.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -22,7 +23,7 @@ from rich.text import Text
 
 from voicecli.protocol.events import ReplyStarted, TranscriptAgent, TranscriptAgentDelta
 from voicecli.session.client import Received
-from voicecli.ui.live import ConversationView, Line, LiveOutput
+from voicecli.ui.live import ConversationView, Line, LiveOutput, shown
 from voicecli.ui.output import PlainOutput
 from voicecli.ui.sanitize import clean
 
@@ -54,7 +55,10 @@ def revealed_text(words: list[Word], played_ms: float) -> str:
 
 @dataclass
 class ChatLine(Line):
-    heard_s: float | None = None      # interrupted: seconds of the reply that were played
+    heard_s: float | None = None      # interrupted or cut: seconds of the reply that were played
+    cut: bool = False                 # the chat ended (q, Ctrl-C) while this reply played
+    typed: bool = False               # a user turn typed with `t`, not spoken
+    reported: bool = False            # the chat has emitted its voicecli.reply.heard
 
 
 @dataclass
@@ -70,16 +74,71 @@ class ChatStatus:
     last_total_ms: float | None = None
     last_server_ms: float | None = None
     last_local_ms: float | None = None
+    typing: str | None = None          # the one-line input (`t`) while it is open
+
+
+MAX_REPLY_CHARS = 20_000   # caption text kept per reply; a storm's words past it are counted, not kept
+MAX_REPLIES = 64           # replies whose words are kept (the view shows the last few lines anyway)
+
+
+@dataclass
+class ReplyWords:
+    """One reply's caption words, revealed as a prefix: each delta and each playback step costs
+    O(new words), not O(words so far), so a delta storm cannot make the view CPU-bound."""
+
+    words: list[Word] = field(default_factory=list)
+    chars: int = 0
+    dropped: int = 0            # words past MAX_REPLY_CHARS
+    shown: int = 0              # words revealed so far (a prefix of ``words``)
+    text: str = ""              # those words, joined
+    max_end: int | None = None
+    played_ms: float = 0.0
+    completed: bool = False     # transcript.agent (not interrupted) arrived
+
+    def add(self, text: str, start: int | None, end: int | None) -> None:
+        if self.chars + len(text) > MAX_REPLY_CHARS:
+            self.dropped += 1
+            return
+        self.words.append((text, start, end))
+        self.chars += len(text)
+        if end is not None and (self.max_end is None or end > self.max_end):
+            self.max_end = end
+
+    def reveal(self, played_ms: float) -> str:
+        self.played_ms = max(self.played_ms, played_ms)
+        parts = []
+        while self.shown < len(self.words):
+            text, start, _ = self.words[self.shown]
+            if start is not None and start > self.played_ms:
+                break
+            parts.append(text)
+            self.shown += 1
+        if parts:
+            self.text += "".join(parts)
+        return self.text.rstrip()
+
+    def whole(self) -> str:
+        return "".join(t for t, _, _ in self.words).rstrip() + ("…" if self.dropped else "")
+
+    def played_through(self) -> bool:
+        return self.completed and (self.max_end is None or self.played_ms >= self.max_end)
 
 
 @dataclass
 class ChatView(ConversationView):
-    """The conversation; agent lines are revealed by playback position."""
+    """The conversation; agent lines are revealed by playback position. Per-reply state is kept for
+    the last :data:`MAX_REPLIES` replies only, each capped at :data:`MAX_REPLY_CHARS`."""
 
-    words: dict[str, list[Word]] = field(default_factory=dict)
-    played_ms: dict[str, float] = field(default_factory=dict)
-    completed: set[str] = field(default_factory=set)
+    replies: dict[str, ReplyWords] = field(default_factory=dict)
     chat: ChatStatus = field(default_factory=ChatStatus)
+
+    def _reply(self, reply_id: str) -> ReplyWords:
+        state = self.replies.get(reply_id)
+        if state is None:
+            state = self.replies[reply_id] = ReplyWords()
+            while len(self.replies) > MAX_REPLIES:
+                self.replies.pop(next(iter(self.replies)))
+        return state
 
     def apply(self, rec: Received) -> None:
         ev = rec.event
@@ -87,29 +146,54 @@ class ChatView(ConversationView):
             return
         if isinstance(ev, ReplyStarted):
             self._agent_line(ev.reply_id)
-            self.words.setdefault(ev.reply_id, [])
-            self._trim_words()
+            self._reply(ev.reply_id)
         elif isinstance(ev, TranscriptAgentDelta):
-            self.words.setdefault(ev.reply_id, []).append((clean(ev.delta), ev.start_ms, ev.end_ms))
-            self._reveal(ev.reply_id)
+            line = self._agent_line(ev.reply_id)
+            if not line.final:
+                self._reply(ev.reply_id).add(clean(ev.delta), ev.start_ms, ev.end_ms)
+                self._reveal(ev.reply_id)
         elif isinstance(ev, TranscriptAgent):
             line = self._agent_line(ev.reply_id)
-            if not self.words.get(ev.reply_id):
-                self.words[ev.reply_id] = [(clean(ev.text), None, None)]
+            state = self._reply(ev.reply_id)
+            if not state.words:
+                state.add(clean(ev.text, MAX_REPLY_CHARS), None, None)
             if ev.interrupted:
                 line.interrupted = True
             else:
-                self.completed.add(ev.reply_id)
+                state.completed = True
             self._reveal(ev.reply_id)
         else:
             super().apply(rec)
+
+    def typed(self, key: str, text: str) -> None:
+        """A user turn typed with `t` (sent as conversation.message)."""
+        self._add(ChatLine("user", clean(text), final=True, key=key, typed=True))
+
+    def _words(self, reply_id: str) -> list[Word]:
+        state = self.replies.get(reply_id)
+        return state.words if state is not None else []
+
+    def cut(self, reply_id: str, played_ms: float) -> None:
+        """The chat ended while ``reply_id`` was playing: keep what was heard by ``played_ms``, marked cut."""
+        line = self._agent_line(reply_id)
+        if line.final:
+            return
+        if math.isinf(played_ms):      # it had all been played: whole, not cut
+            state = self.replies.get(reply_id)
+            line.text = (state.whole() if state is not None else "") or line.text
+            line.final = True
+            return
+        line.text = heard_text(self._words(reply_id), played_ms)
+        if isinstance(line, ChatLine):
+            line.cut, line.heard_s = True, played_ms / 1000.0
+        line.final = True
 
     def interrupted(self, reply_id: str, played_ms: float) -> None:
         """The reply was cut at ``played_ms`` (local barge-in or ``reply.done`` interrupted)."""
         line = self._agent_line(reply_id)
         line.interrupted = True
-        self.played_ms[reply_id] = played_ms
-        line.text = heard_text(self.words.get(reply_id, []), played_ms)
+        self._reply(reply_id).played_ms = played_ms
+        line.text = heard_text(self._words(reply_id), played_ms)
         if isinstance(line, ChatLine):
             line.heard_s = played_ms / 1000.0
         line.final = True
@@ -119,7 +203,7 @@ class ChatView(ConversationView):
         line = self._find("agent", reply_id)
         if line is None or line.final:
             return
-        self.played_ms[reply_id] = played_ms
+        self._reply(reply_id).played_ms = played_ms
         self._reveal(reply_id)
 
     def _agent_line(self, reply_id: str) -> Line:
@@ -129,30 +213,22 @@ class ChatView(ConversationView):
         line = self._agent_line(reply_id)
         if line.final:
             return
-        words = self.words.get(reply_id, [])
-        played = self.played_ms.get(reply_id, 0.0)
+        state = self._reply(reply_id)
         if line.interrupted:
-            self.interrupted(reply_id, played)
+            self.interrupted(reply_id, state.played_ms)
             return
-        line.text = revealed_text(words, played)
-        ends = [e for _, _, e in words if e is not None]
-        if reply_id in self.completed and (not ends or played >= max(ends)):
-            line.text = "".join(t for t, _, _ in words).rstrip()
+        line.text = state.reveal(state.played_ms)
+        if state.played_through():
+            line.text = state.whole()
             line.final = True
 
     def finish_all(self) -> None:
         """At exit: show every agent line whole (what was received) and mark everything final."""
         for line in self.lines:
             if line.role == "agent" and not line.final and not line.interrupted:
-                line.text = "".join(t for t, _, _ in self.words.get(line.key, [])).rstrip() or line.text
+                state = self.replies.get(line.key)
+                line.text = (state.whole() if state is not None else "") or line.text
             line.final = True
-
-    def _trim_words(self) -> None:
-        while len(self.words) > 64:
-            old = next(iter(self.words))
-            self.words.pop(old)
-            self.played_ms.pop(old, None)
-            self.completed.discard(old)
 
 
 _STYLE = {"user": "bold cyan", "agent": "bold green", "tool": "bold magenta", "notice": "yellow"}
@@ -163,10 +239,19 @@ def render_chat_line(line: Line) -> Text:
     heard = getattr(line, "heard_s", None)
     if line.interrupted:
         label = f"agent (interrupted after {heard:.1f} s)" if heard is not None else "agent (interrupted)"
+    elif getattr(line, "cut", False):
+        label = cut_label(heard)
+    elif getattr(line, "typed", False):
+        label = "user (typed)"
     text = Text()
     text.append(f"{label}: ", style=_STYLE.get(line.role, ""))
-    text.append(line.text, style="" if line.final else "dim")
+    text.append(shown(line.text, line.final), style="" if line.final else "dim")
     return text
+
+
+def cut_label(heard_s: float | None) -> str:
+    """The label of an agent line the chat's end cut short."""
+    return f"agent (cut after {heard_s:.1f} s)" if heard_s is not None else "agent (cut)"
 
 
 def meter(level_db: float, cells: int = METER_CELLS) -> str:
@@ -196,11 +281,25 @@ def status_text(s: ChatStatus, listening: bool) -> str:
     return " | ".join(parts)
 
 
-def render_chat(view: ChatView, height: int = 12, keys: str = "") -> RenderableType:
+def typing_row(text: str, width: int = 80) -> Text:
+    """The one-line input: its tail when longer than the line, a block as the cursor."""
+    prompt = "type (Enter sends, Esc cancels): "
+    shown = clean(text)
+    room = max(10, width - len(prompt) - 2)
+    if len(shown) > room:
+        shown = "…" + shown[-(room - 1):]
+    row = Text(prompt, style="bold cyan", no_wrap=True, overflow="crop")
+    row.append(shown + "█")
+    return row
+
+
+def render_chat(view: ChatView, height: int = 12, keys: str = "", width: int = 80) -> RenderableType:
     """The live region: the last ``height`` conversation lines, the status line, the key help."""
     rows: list[RenderableType] = [render_chat_line(line) for line in view.lines[-height:]]
     rows.append(Text(status_text(view.chat, view.listening), style="dim", no_wrap=True, overflow="ellipsis"))
-    if keys:
+    if view.chat.typing is not None:
+        rows.append(typing_row(view.chat.typing, width))
+    elif keys:
         rows.append(Text(keys, style="dim"))
     return Group(*rows)
 
@@ -222,7 +321,7 @@ class ChatLiveOutput(LiveOutput):
     def _region(self, lines: list[Line]) -> RenderableType:
         v = self.chat_view
         return render_chat(ChatView(lines=lines, status=v.status, listening=v.listening, chat=v.chat),
-                           keys=self.keys)
+                           keys=self.keys, width=self.console.width)
 
     def server_event(self, rec: Received) -> None:
         pass
@@ -246,6 +345,9 @@ class ChatPlainOutput(PlainOutput):
             super().server_event(rec)
 
     def client_event(self, kind: str, **fields: Any) -> None:
+        if kind == "user.typed":
+            self.out.line(f"user (typed): {clean(str(fields.get('text', '')))}")
+            return
         if kind == "reply.heard":
             text = clean(str(fields.get("text", "")))
             played = fields.get("played_s")
@@ -253,6 +355,8 @@ class ChatPlainOutput(PlainOutput):
                 label = f"agent (interrupted after {played:.1f} s)" if isinstance(played, (int, float)) \
                     else "agent (interrupted)"
                 self.out.line(f"{label}: {text}")
+            elif fields.get("cut"):
+                self.out.line(f"{cut_label(played if isinstance(played, (int, float)) else None)}: {text}")
             elif text:
                 self.out.line(f"agent: {text}")
             return

@@ -1,4 +1,5 @@
-"""Single-key controls for ``voicecli chat`` (m = mute, r = agent speaks now, q = quit, space = push-to-talk).
+"""Single-key controls for ``voicecli chat`` (m = mute, r = agent speaks now, t = type a message,
+q = quit, space = push-to-talk).
 
 Only when stdin is a terminal: it is put in cbreak mode (keys arrive one by one, no echo; Ctrl-C
 still raises SIGINT) and read by the event loop with ``add_reader``. The previous terminal settings
@@ -11,9 +12,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
+
+# Arrow, function and other keys arrive as one escape sequence in one read: they are dropped whole, so
+# only a lone Esc reaches on_key (it cancels the typed-turn input).
+_SEQUENCE = re.compile("\x1b(?:\\[[0-?]*[ -/]*[@-~]|O.)")
 
 
 class KeyReader:
@@ -63,7 +69,7 @@ class KeyReader:
         if not data:          # EOF: the terminal went away; stop reading
             self._remove_reader()
             return
-        for ch in data.decode("utf-8", "ignore"):
+        for ch in _SEQUENCE.sub("", data.decode("utf-8", "ignore")):
             self.on_key(ch)
 
     def _remove_reader(self) -> None:

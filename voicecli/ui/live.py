@@ -7,8 +7,11 @@ Server text only ever enters rich as ``Text`` objects (no markup interpretation)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -32,6 +35,19 @@ from voicecli.session.client import Received
 from voicecli.ui.sanitize import clean
 
 MAX_LINES = 200
+MAX_TEXT_CHARS = 20_000    # one line's text kept (an agent-delta storm appends forever otherwise)
+SHOWN_FINAL_CHARS = 2000   # a finished line as printed: its head, then how much more there was
+SHOWN_LIVE_CHARS = 600     # a line still being spoken/heard, in the live region: its tail
+FRAME_S = 1 / 12           # the live region is redrawn at most this often, whatever the event rate
+
+
+def shown(text: str, final: bool) -> str:
+    """A line's text capped for the terminal (the view keeps more)."""
+    if final and len(text) > SHOWN_FINAL_CHARS:
+        return f"{text[:SHOWN_FINAL_CHARS]}… (+{len(text) - SHOWN_FINAL_CHARS} characters)"
+    if not final and len(text) > SHOWN_LIVE_CHARS:
+        return "…" + text[-SHOWN_LIVE_CHARS:]
+    return text
 
 
 @dataclass
@@ -76,17 +92,17 @@ class ConversationView:
             self.listening = False
         elif isinstance(ev, (TranscriptUserDelta, TranscriptUser)):
             line = self._find("user", ev.item_id) or self._add(Line("user", "", key=ev.item_id))
-            line.text = clean(ev.text)          # cumulative: replace, never concatenate
+            line.text = clean(ev.text, MAX_TEXT_CHARS)    # cumulative: replace, never concatenate
             line.final = isinstance(ev, TranscriptUser)
         elif isinstance(ev, ReplyStarted):
             self._find("agent", ev.reply_id) or self._add(Line("agent", "", key=ev.reply_id))
         elif isinstance(ev, TranscriptAgentDelta):
             line = self._find("agent", ev.reply_id) or self._add(Line("agent", "", key=ev.reply_id))
-            if not line.final:
-                line.text += clean(ev.delta)
+            if not line.final and len(line.text) < MAX_TEXT_CHARS:
+                line.text = (line.text + clean(ev.delta))[:MAX_TEXT_CHARS]
         elif isinstance(ev, TranscriptAgent):
             line = self._find("agent", ev.reply_id) or self._add(Line("agent", "", key=ev.reply_id))
-            line.text, line.final, line.interrupted = clean(ev.text), True, ev.interrupted
+            line.text, line.final, line.interrupted = clean(ev.text, MAX_TEXT_CHARS), True, ev.interrupted
         elif isinstance(ev, ToolCall):
             args = json.dumps(ev.arguments, ensure_ascii=False)
             self._add(Line("tool", f"{clean(ev.name, 80)}({clean(args, 300)})", key=ev.call_id))
@@ -107,7 +123,7 @@ def render_line(line: Line) -> Text:
     label = "agent (interrupted)" if line.interrupted else line.role
     text = Text()
     text.append(f"{label}: ", style=_STYLE.get(line.role, ""))
-    text.append(line.text, style="" if line.final else "dim")
+    text.append(shown(line.text, line.final), style="" if line.final else "dim")
     return text
 
 
@@ -121,14 +137,22 @@ def render(view: ConversationView, height: int = 12) -> RenderableType:
 
 class LiveOutput:
     """Rich live view on stderr of a :class:`ConversationView`. Finished lines scroll above the live
-    region. Subclasses change how lines and the region render (:meth:`_line`, :meth:`_region`)."""
+    region. Subclasses change how lines and the region render (:meth:`_line`, :meth:`_region`).
+
+    Events only change the view; the terminal is redrawn at most once per :data:`FRAME_S` (a change
+    inside a frame schedules one redraw at its end on the running loop), so the cost of the view is
+    bounded by the frame rate, not by how fast the server sends (issue 12 item 11)."""
 
     def __init__(self, view: ConversationView | None = None, verbose: bool = False,
                  console: Console | None = None, stream: IO[str] | None = None,
-                 auto_refresh: bool = True) -> None:
+                 auto_refresh: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console or Console(file=stream or sys.stderr, highlight=False, markup=False)
         self.view = view if view is not None else ConversationView()
         self.verbose = verbose
+        self.clock = clock
+        self.draws = 0             # redraws so far (a storm must not multiply them)
+        self._last_draw = -FRAME_S
+        self._pending: asyncio.TimerHandle | None = None
         self._printed = 0          # absolute index of the next line to scroll out
         self.live = Live(self._region(self.view.lines), console=self.console, refresh_per_second=12,
                          transient=True, auto_refresh=auto_refresh)
@@ -149,6 +173,24 @@ class LiveOutput:
             self._printed += 1
 
     def refresh(self) -> None:
+        """Redraw now if a frame has passed since the last redraw, else once at the end of this frame."""
+        wait = self._last_draw + FRAME_S - self.clock()
+        if wait <= 0:
+            self._draw()
+        elif self._pending is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._draw()
+                return
+            self._pending = loop.call_later(wait, self._draw)
+
+    def _draw(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._last_draw = self.clock()
+        self.draws += 1
         self._scroll_finished()
         self.live.update(self._region(self.view.lines[self._printed - self.view.dropped:]), refresh=True)
 
@@ -166,8 +208,12 @@ class LiveOutput:
         if level == "debug" and not self.verbose:
             return
         style = {"error": "bold red", "warning": "yellow"}.get(level, "dim")
+        self._scroll_finished()            # finished lines first: the transcript stays in order
         self.live.console.print(Text(clean(message), style=style))
 
     def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         self._scroll_finished()
         self.live.stop()

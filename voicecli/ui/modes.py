@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from voicecli.ui.chatview import ChatView
 
-CHAT_KEYS = "keys: m mute/unmute | r agent speaks | q quit"
+CHAT_KEYS = "keys: m mute/unmute | r agent speaks | t type | q quit"
 
 
 def _console(env: Environment) -> Console:
