@@ -47,3 +47,15 @@ def test_percentile() -> None:
     assert percentile([5.0], 95) == 5.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([4.0, 1.0, 3.0, 2.0], 100) == 4.0
+
+
+def test_what_the_tracker_keeps_is_bounded_however_long_the_session() -> None:
+    lt = LatencyTracker(keep=10)
+    for i in range(5000):
+        lt.speech_stopped(i * 10.0)
+        lt.audio_received(f"r{i}", i * 10.0 + 0.5)
+        if i % 2 == 0:
+            lt.heard(f"r{i}", i * 10.0 + 0.6)        # the odd ones are never heard nor dropped
+    assert len(lt.turns) == 10 and lt.turns[-1].turn == 2500
+    assert lt.summary()["turns"] == 2500
+    assert len(lt.waiting()) <= 64

@@ -14,6 +14,7 @@ No clock is read here (design.md principle 4): callers pass the times in.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -48,12 +49,17 @@ def percentile(values: list[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
+TURNS_KEPT = 1000      # per-turn figures kept for the summary's percentiles (a 3 h session has ~1000 turns)
+WAITING_KEPT = 64      # replies whose first audio arrived and that were neither heard nor dropped yet
+
+
 class LatencyTracker:
     """Collects :class:`TurnLatency` values. Feed it events in order; poll :meth:`waiting` and
     call :meth:`heard` once the device has played a waiting reply's first sample."""
 
-    def __init__(self) -> None:
-        self.turns: list[TurnLatency] = []
+    def __init__(self, keep: int = TURNS_KEPT) -> None:
+        self.turns: deque[TurnLatency] = deque(maxlen=keep)   # the summary's window: the last ``keep``
+        self.count = 0                                          # turns measured in the whole session
         self._stopped_at: float | None = None
         self._received: dict[str, tuple[float, float]] = {}   # reply_id -> (stopped_at, received_at)
 
@@ -65,6 +71,8 @@ class LatencyTracker:
         if self._stopped_at is not None and reply_id not in self._received:
             self._received[reply_id] = (self._stopped_at, now)
             self._stopped_at = None
+            while len(self._received) > WAITING_KEPT:        # never heard nor dropped: forget the oldest
+                del self._received[next(iter(self._received))]
 
     def waiting(self) -> list[str]:
         """Replies whose first audio arrived but whose playback time is not known yet."""
@@ -76,7 +84,8 @@ class LatencyTracker:
         if times is None:
             return None
         stopped_at, received_at = times
-        turn = TurnLatency(len(self.turns) + 1, reply_id, (received_at - stopped_at) * 1000.0,
+        self.count += 1
+        turn = TurnLatency(self.count, reply_id, (received_at - stopped_at) * 1000.0,
                            max(0.0, heard_at - received_at) * 1000.0)
         self.turns.append(turn)
         return turn
@@ -91,7 +100,7 @@ class LatencyTracker:
 
     def summary(self) -> dict[str, Any]:
         """``{"turns": N, "total_ms": {"p50":..,"p95":..}, "server_ms": .., "local_ms": ..}``."""
-        out: dict[str, Any] = {"turns": len(self.turns)}
+        out: dict[str, Any] = {"turns": self.count}
         if not self.turns:
             return out
         for key in ("total_ms", "server_ms", "local_ms"):
