@@ -247,13 +247,17 @@ class FloodReport:
 
     ready_latency_s: list[float]
     busy_client_ready: bool
+    first_audio_s: list[float] = field(default_factory=list)   # connect -> first audio of a short greeting
 
 
 async def flood(url: str, greeting_chars: int = 50_000, probes: int = 3, key: str = "test-key",
-                timeout: float = 30.0) -> FloodReport:
+                timeout: float = 30.0, every_s: float = 0.2, text: str = "sentences") -> FloodReport:
     """One client asks for a ``greeting_chars`` greeting (the server synthesizes all of it) while
-    another connects ``probes`` times, each time measuring connect -> ``session.ready``."""
-    words = ("The quick brown fox jumps over the lazy dog. " * (greeting_chars // 45 + 1))[:greeting_chars]
+    another connects ``probes`` times, each time measuring connect -> ``session.ready`` and
+    connect -> the first audio of its own one-word greeting.
+    ``text``: ``sentences`` (many short clauses) or ``words`` (one clause without punctuation)."""
+    unit = "The quick brown fox jumps over the lazy dog. " if text == "sentences" else "word "
+    words = (unit * (greeting_chars // len(unit) + 1))[:greeting_chars]
     busy = await _open(url, key)
     await busy.send(json.dumps({"type": "session.update", "session": {**SESSION, "greeting": words}}))
     got = await _until(busy, "session.ready", timeout)
@@ -261,18 +265,22 @@ async def flood(url: str, greeting_chars: int = 50_000, probes: int = 3, key: st
     drain = asyncio.get_running_loop().create_task(_events(busy, timeout))
     await asyncio.sleep(0.3)   # the greeting is being synthesized now
     latencies: list[float] = []
+    first_audio: list[float] = []
     for _ in range(probes):
         t0 = time.perf_counter()
         try:
             ws = await _open(url, key, timeout=timeout)
-            await ws.send(json.dumps({"type": "session.update", "session": SESSION}))
+            await ws.send(json.dumps({"type": "session.update", "session": {**SESSION, "greeting": "Hello."}}))
             await _until(ws, "session.ready", timeout)
             latencies.append(time.perf_counter() - t0)
+            await _until(ws, "reply.audio", timeout)
+            first_audio.append(time.perf_counter() - t0)
             await ws.send(json.dumps({"type": "session.end"}))
             await ws.close()
         except (TimeoutError, OSError, ConnectionClosed):
-            latencies.append(float("inf"))
-        await asyncio.sleep(0.2)
+            latencies += [float("inf")] * (len(latencies) == len(first_audio))
+            first_audio += [float("inf")] * (len(first_audio) < len(latencies))
+        await asyncio.sleep(every_s)
     drain.cancel()
     await busy.close()
-    return FloodReport(latencies, busy_ready)
+    return FloodReport(latencies, busy_ready, first_audio)

@@ -123,13 +123,37 @@ def find_scenario(name: str, dirs: tuple[str, ...] = ()) -> Scenario:
     raise ScenarioError(f"unknown scenario {shown}: pick one of {', '.join(scenario_names(dirs))} by name")
 
 
+MAX_CLAUSE_CHARS = 240   # the longest text one synthesis call gets (one lock hold, ~0.1 s)
+
+
+def cap_clauses(parts: list[str], limit: int = MAX_CLAUSE_CHARS) -> list[str]:
+    """``parts`` with every part longer than ``limit`` cut at spaces (a longer word: hard)."""
+    out: list[str] = []
+    for part in parts:
+        while len(part) > limit:
+            cut = part.rfind(" ", 0, limit + 1)
+            cut = cut if cut > 0 else limit
+            out.append(part[:cut])
+            part = part[cut:].lstrip(" ")
+        if part:
+            out.append(part)
+    return out
+
+
 class _Serialized:
     """One TTS instance shared by every session: one synthesis at a time (espeak is not
-    thread-safe), whichever worker thread asks."""
+    thread-safe), whichever worker thread asks. So that no session holds it for long, a clause is
+    at most :data:`MAX_CLAUSE_CHARS` (a 50 KB greeting without punctuation was one 16 s
+    synthesis that every other session waited for; ``bench/server_starve.py``); the reply
+    pipeline synthesizes only a few clauses ahead of playback, so memory stays bounded too."""
 
     def __init__(self, tts: TextToSpeech) -> None:
         self.tts = tts
         self.lock = threading.Lock()
+        self._split = getattr(tts, "split_clauses", None) or split_clauses
+
+    def split_clauses(self, text: str) -> list[str]:
+        return cap_clauses(self._split(text))
 
     def synthesize(self, text: str, voice: str | None = None) -> SpeechLike:
         with self.lock:
