@@ -119,7 +119,7 @@ def find_scenario(name: str, dirs: tuple[str, ...] = ()) -> Scenario:
                         log_event("scenario.unreadable", logging.WARNING, scenario=name,
                                   error=str(exc).splitlines()[0][:200])
                         raise ScenarioError(f"scenario {name!r} could not be loaded") from None
-    shown = name if SCENARIO_NAME.fullmatch(name) else "(not a name)"
+    shown = repr(name) if SCENARIO_NAME.fullmatch(name) else "(not a name)"
     raise ScenarioError(f"unknown scenario {shown}: pick one of {', '.join(scenario_names(dirs))} by name")
 
 
