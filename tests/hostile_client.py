@@ -58,8 +58,10 @@ async def _events(ws: ClientConnection, timeout: float) -> list[dict[str, Any]]:
     return got
 
 
-async def _until(ws: ClientConnection, kind: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
+async def _until(ws: ClientConnection, kind: str, timeout: float = 10.0,
+                 got: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Events up to ``kind`` (or a session.error), appended to ``got`` as they come."""
+    got = [] if got is None else got
     deadline = time.monotonic() + timeout
     while True:
         raw = await asyncio.wait_for(ws.recv(), max(0.001, deadline - time.monotonic()))
@@ -178,14 +180,21 @@ async def _try(url: str, token: str, message: dict[str, Any], timeout: float = 5
         ws = await _open(url, None, "token=" + quote(token))
     except Exception as exc:  # noqa: BLE001 - a refused upgrade is an outcome too
         return f"refused:{type(exc).__name__}", None, None
+    got: list[dict[str, Any]] = []
     try:
-        await ws.send(json.dumps(message))
-        got = await _until(ws, "session.ready", timeout)
+        try:
+            await ws.send(json.dumps(message))
+        except ConnectionClosed:
+            pass   # refused at once: its session.error is still in the receive buffer
+        await _until(ws, "session.ready", timeout, got)
     except (TimeoutError, ConnectionClosed):
-        got = []
+        pass
     ready = next((e for e in got if e.get("type") == "session.ready"), None)
-    if ready is None:
-        await asyncio.sleep(0.2)   # let the close frame arrive
+    if ready is None:   # let the close frame arrive
+        try:
+            await asyncio.wait_for(ws.wait_closed(), 3.0)
+        except TimeoutError:
+            pass
     outcome = _outcome(got, ws.close_code)
     await ws.close()
     return outcome[0], outcome[1] if ready is None else None, ready
@@ -210,12 +219,10 @@ async def resume_steal(url: str, key: str = "test-key") -> StealReport:
     kind, code, _ = await _try(url, token, {"type": "session.resume", "session_id": victim_ready["session_id"]})
     report.take_over_other = (kind, code)
     try:   # the victim must not have been closed ("session resumed on another connection")
-        await asyncio.wait_for(victim.recv(), 0.3)
-        report.victim_still_open = True
+        await asyncio.wait_for(victim.wait_closed(), 0.5)
+        report.victim_still_open = False
     except TimeoutError:
         report.victim_still_open = True
-    except ConnectionClosed:
-        report.victim_still_open = False
     # its own session: resumable with it (a half-open old connection is taken over) ...
     kind, code, ready = await _try(url, token, {"type": "session.resume", "session_id": own_ready["session_id"]})
     report.own_resume = (kind, code)
