@@ -405,10 +405,16 @@ def serve(
         ready = loop.create_task(_say_ready(server, env.stderr))
         logs = _server_log(env.stderr, log_json, debug)
         term = asyncio.Event()
-        try:
-            loop.add_signal_handler(signal.SIGTERM, term.set)
-        except (NotImplementedError, RuntimeError):   # not on this platform / not the main thread
-            pass
+        got: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            got.append(signum)
+            term.set()
+        for signum in (signal.SIGTERM, signal.SIGINT):   # both end every session first
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+            except (NotImplementedError, RuntimeError):   # not on this platform / not the main thread
+                pass
         serving = loop.create_task(server.serve_forever())
         waiting = loop.create_task(term.wait())
         try:
@@ -420,6 +426,8 @@ def serve(
             if not serving.done():
                 serving.cancel()
             logs.close()
+        if signal.SIGINT in got:
+            raise KeyboardInterrupt   # exit 130, as Ctrl-C everywhere
         if term.is_set():
             env.stderr.write("voicecli serve: stopped (SIGTERM); every session was ended\n")
             env.stderr.flush()

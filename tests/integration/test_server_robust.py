@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -287,7 +288,8 @@ def test_serve_with_an_unknown_scenario_fails_at_start_with_the_list() -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_sigterm_ends_every_session_and_exits_0() -> None:
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_end_every_session_then_exit(signum: int, status: int) -> None:
     from tests.conftest import start_server as serve
 
     served = serve("--engine", "basic", "--tts", "tone")
@@ -296,7 +298,7 @@ def test_sigterm_ends_every_session_and_exits_0() -> None:
             async with client(served.url) as c:
                 await c.start({"greeting": "A long greeting that is still playing when the server stops. " * 5})
                 await c.until("reply.started")
-                served.proc.terminate()
+                served.proc.send_signal(signum)
                 got = await c.until("session.ended", timeout=5 * UNIT)
                 with pytest.raises(ConnectionClosed):
                     await c.recv(3 * UNIT)
@@ -304,9 +306,9 @@ def test_sigterm_ends_every_session_and_exits_0() -> None:
                 return got
         got = run(main())
         assert got[-1]["type"] == "session.ended" and got[-1]["session_duration_seconds"] > 0
-        assert served.proc.wait(10 * UNIT) == 0
+        assert served.proc.wait(10 * UNIT) == status
         err = served.proc.stderr.read() if served.proc.stderr else ""
-        assert "stopped (SIGTERM)" in err and "Traceback" not in err
+        assert ("stopped (SIGTERM)" if status == 0 else "interrupted") in err and "Traceback" not in err
     finally:
         if served.proc.poll() is None:
             served.proc.kill()
