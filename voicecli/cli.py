@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import typing
 from enum import StrEnum
@@ -345,9 +346,30 @@ def serve(
     agents_store: Annotated[Path | None, typer.Option(
         "--agents-store", envvar="VOICECLI_AGENTS_STORE", show_envvar=True, show_default=False,
         help="The stored agents' file (SQLite) [default: agents.sqlite3 in the user data dir].")] = None,
+    scenario_dir: Annotated[list[Path] | None, typer.Option(
+        "--scenario-dir", help="A directory whose NAME.toml/NAME.json scenarios clients may pick with "
+                               "?scenario=NAME (repeatable; clients can never name a path).")] = None,
+    max_sessions: Annotated[int | None, typer.Option(
+        "--max-sessions", min=1, help="At most N connections at once; more get at_capacity (1008) "
+                                      "at the handshake.")] = None,
+    max_sessions_per_key: Annotated[int | None, typer.Option(
+        "--max-sessions-per-key", min=1, help="At most N connections per API key (or the key that "
+                                              "minted the token); more get concurrency_exceeded.")] = None,
+    enforce_session_cap: Annotated[bool, typer.Option(
+        "--enforce-session-cap", help="End sessions at max_session_duration_seconds (token; 3 h for a "
+                                      "key) with session_expired + 1008, as documented.")] = False,
+    idle_timeout: Annotated[float, typer.Option(
+        "--idle-timeout", min=0, help="Seconds a connection may stay without session.update/resume "
+                                      "before agent_timeout + 1008 (0: never).")] = 10.0,
+    resume_window: Annotated[float, typer.Option(
+        "--resume-window", min=0, help="Seconds a dropped session is kept for session.resume.")] = 30.0,
+    log_json: Annotated[bool, typer.Option(
+        "--log-json", help="Log one JSON object per line (NDJSON) on stderr instead of text.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Run the local Voice Agent API server. Prints its URL when listening, and its engines on stderr."""
+    """Run the local Voice Agent API server. Prints its URL when listening, and its engines on stderr,
+    then one line per connection and session event (never a key or token). SIGTERM or Ctrl-C ends
+    every session (session.ended, close 1001) before it exits."""
     from voicecli.server.agents import StoreError
     from voicecli.server.app import LocalServer
     from voicecli.server.options import LLM_KEY_ENV, Faults, ServerOptions
@@ -367,7 +389,14 @@ def serve(
                                     llm_api_key=os.environ.get(LLM_KEY_ENV, ""),
                                     enforce_realtime=not no_rate_check, faults=faults,
                                     agents_store=str(agents_store) if agents_store else None,
-                                    agents_file=str(agents_file) if agents_file else None)
+                                    agents_file=str(agents_file) if agents_file else None,
+                                    scenario_dirs=tuple(str(d) for d in scenario_dir or ()),
+                                    max_sessions=max_sessions, max_sessions_per_key=max_sessions_per_key,
+                                    enforce_session_cap=enforce_session_cap, idle_timeout_s=idle_timeout,
+                                    resume_window_s=resume_window)
+            for folder in options.scenario_dirs:
+                if not Path(folder).is_dir():
+                    raise ValueError(f"--scenario-dir {folder} is not a directory")
             server = LocalServer(options)
             if options.tts == "piper" and server.speech.tts != "piper":
                 raise ValueError("tts piper is not installed: pip install 'voicecli[speech]'")
@@ -387,14 +416,80 @@ def serve(
             env.stderr.write("voicecli serve: no --api-key set, so any key (or none) is accepted\n")
         env.stderr.flush()
         import asyncio
-        ready = asyncio.get_running_loop().create_task(_say_ready(server, env.stderr))
+        loop = asyncio.get_running_loop()
+        ready = loop.create_task(_say_ready(server, env.stderr))
+        logs = _server_log(env.stderr, log_json, debug)
+        term = asyncio.Event()
+        got: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            got.append(signum)
+            term.set()
+        for signum in (signal.SIGTERM, signal.SIGINT):   # both end every session first
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+            except (NotImplementedError, RuntimeError):   # not on this platform / not the main thread
+                pass
+        serving = loop.create_task(server.serve_forever())
+        waiting = loop.create_task(term.wait())
         try:
-            await server.serve_forever()
+            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
+            waiting.cancel()
             await server.stop()
+            if not serving.done():
+                serving.cancel()
+            logs.close()
+        if signal.SIGINT in got:
+            raise KeyboardInterrupt   # exit 130, as Ctrl-C everywhere
+        if term.is_set():
+            env.stderr.write("voicecli serve: stopped (SIGTERM); every session was ended\n")
+            env.stderr.flush()
 
     run_command(body, env, debug)
+
+
+class _ServerLog:
+    """The ``voicecli.server`` logger's output while ``serve`` runs: records go through a bounded
+    queue to a thread that writes stderr, so a slow or full stderr never blocks the event loop
+    (records beyond the queue are dropped and counted)."""
+
+    def __init__(self, stream: typing.IO[str], json_lines: bool, debug: bool) -> None:
+        import logging
+        import logging.handlers
+        import queue
+
+        from voicecli.server.serverlog import LogFormatter
+
+        self.dropped = 0
+        records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=10000)
+        outer = self
+
+        class Dropping(logging.handlers.QueueHandler):
+            def enqueue(self, record: logging.LogRecord) -> None:
+                try:
+                    self.queue.put_nowait(record)
+                except queue.Full:
+                    outer.dropped += 1
+
+        writer = logging.StreamHandler(stream)
+        writer.setFormatter(LogFormatter(json_lines, debug))
+        self.handler = Dropping(records)
+        self.listener = logging.handlers.QueueListener(records, writer)
+        self.logger = logging.getLogger("voicecli.server")
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.DEBUG if debug else logging.INFO)
+        self.logger.propagate = False
+        self.listener.start()
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.listener.stop()
+
+
+def _server_log(stream: typing.IO[str], json_lines: bool, debug: bool) -> _ServerLog:
+    return _ServerLog(stream, json_lines, debug)
 
 
 async def _say_ready(server: object, err: typing.IO[str]) -> None:

@@ -188,7 +188,9 @@ def test_local_server_serve_forever_on_the_callers_loop() -> None:
         async with client(url) as c:
             ready = await c.start()
             assert server.session(ready["session_id"]) is not None
-            await server.stop()  # closes open connections with 1001 (going away)
+            await server.stop()  # session.ended, then close 1001 (going away)
+            ended = await c.recv(2 * UNIT)
+            assert ended["type"] == "session.ended"
             with pytest.raises(ConnectionClosed):
                 await c.recv(2 * UNIT)
             assert c.ws.close_code == 1001

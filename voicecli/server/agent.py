@@ -82,7 +82,7 @@ from .turns import PARTIAL_EVERY_MS, PREROLL_MS, AudioBuffer, RateLimiter, UserT
 
 SPECULATE_AFTER_MS = 100  # silence before a speculative final starts (not every pause between words)
 READY_GAP_S = 0.02  # session.updated arrives ~20 ms before session.ready [L] (protocol.md 4.2)
-READY_TIMER, GREETING_TIMER = "ready", "greeting"
+READY_TIMER, GREETING_TIMER, EXPIRE_TIMER = "ready", "greeting", "expire"
 
 
 def _drop_paths(update: dict[str, Any], paths: list[str]) -> dict[str, Any]:
@@ -108,10 +108,14 @@ class AgentSession:
                  make_engines: Callable[[], Engines], lookup: Callable[[str], Session | None],
                  mint_resume: Callable[[str, str], str], connected: float,
                  make_brain: Callable[[Any], Brain | StreamingBrain] | None = None,
-                 find_agent: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+                 find_agent: Callable[[str], dict[str, Any] | None] | None = None,
+                 resume_only: str | None = None, session_cap_s: float | None = None) -> None:
         self.options = options
         # agent_id -> the session config it stands for (5.1): ServerOptions.agents, then the store
         self.find_agent = find_agent or options.agents.get
+        # authenticated with a resume token: this connection may only resume that session (1.2)
+        self.resume_only = resume_only
+        self.session_cap_s = session_cap_s   # enforce max_session_duration (session_expired), if set
         self.make_brain = make_brain   # a session's own ``llm`` entry (5.2) -> its brain
         self.owner = owner
         self.max_session_duration_s = max_session_duration_s
@@ -226,7 +230,12 @@ class AgentSession:
     # -- configuration --------------------------------------------------------------------
     def _first_update(self, update: dict[str, Any], now: float) -> None:
         """3.1 / 5.1: a bad first update gets ``session.error`` and no ``session.ready`` (the
-        client may send a corrected one); an unknown agent -> 1008."""
+        client may send a corrected one); an unknown agent -> 1008. A resume token never starts
+        a session (``unauthorized`` + 1008)."""
+        if self.resume_only is not None:
+            self._close_policy("unauthorized", "A resume token can only resume its own session "
+                               "(session.resume); start a new session with an API key or a fresh token")
+            return
         if "agent_id" in update and len(update) == 1 and isinstance(update["agent_id"], str):
             agent = self.find_agent(update["agent_id"])
             if agent is None:
@@ -256,6 +265,9 @@ class AgentSession:
                           expires_at=int(now) + self.options.session_lifetime_s,
                           max_session_duration_s=self.max_session_duration_s, created=now)
         session.resume_token = self.mint_resume(session_id, session.owner)
+        if self.session_cap_s is not None:
+            session.cap_at = now + self.session_cap_s
+            self.wire.do(ArmTimer(EXPIRE_TIMER, session.cap_at))
         self._attach(session)
         self.wire.do(Register(session))
         self.wire.send(SessionUpdated(config))
@@ -290,6 +302,9 @@ class AgentSession:
     def _resume(self, session_id: str, now: float) -> None:
         """3.6 / 6.7: ``session.ready`` with the same id and history, or ``session_not_found`` /
         ``session_forbidden`` + 1008."""
+        if self.resume_only is not None and session_id != self.resume_only:
+            self._close_policy("session_forbidden", "This resume token belongs to another session")
+            return
         session = self.lookup(session_id)
         if session is None:
             self._close_policy("session_not_found", "Session not found or grace window has expired")
@@ -297,6 +312,11 @@ class AgentSession:
         if session.owner != self.owner:
             self._close_policy("session_forbidden", "Session belongs to another account")
             return
+        if session.cap_at is not None and now >= session.cap_at:
+            self._close_policy("session_expired", "Session has reached its maximum duration")
+            return
+        if session.cap_at is not None:
+            self.wire.do(ArmTimer(EXPIRE_TIMER, session.cap_at))
         detector = self.make_engines().detector   # its audio clock restarts with this connection
         detector.configure(session.config["input"].get("turn_detection"))
         close = getattr(session.engines.detector, "close", None)
@@ -326,6 +346,37 @@ class AgentSession:
             self.wire.do(EndSession(session))
         self.wire.do(Close(1000))
 
+    def idle(self, now: float) -> list[Effect]:
+        """No ``session.update``/``session.resume`` in time after the upgrade (6.1, ~10 s live):
+        ``agent_timeout`` + 1008."""
+        if self.state is ConnState.IDLE and self.session is None:
+            self._close_policy("agent_timeout", "No session.update received in time after connecting")
+        return self.wire.drain()
+
+    def crashed(self, now: float) -> list[Effect]:
+        """An engine (or the server) failed mid-session: ``internal_error`` then 1011 (1.4); the
+        session ends (not resumable)."""
+        self.replies.stop_all()
+        if self.state in (ConnState.IDLE, ConnState.AWAITING_READY, ConnState.RESUMING, ConnState.READY,
+                          ConnState.ENDING):
+            self._error("internal_error", "Internal service error", answer=False)
+        if self.session is not None:
+            self.wire.do(EndSession(self.session))
+        self.wire.do(Close(1011, "internal error"))
+        return self.wire.drain()
+
+    def shutdown(self, now: float) -> list[Effect]:
+        """The server is stopping: a ready session gets ``session.ended`` (4.4, not resumable),
+        then every connection is closed 1001 (going away)."""
+        session = self.session
+        if session is not None and self.state in (ConnState.READY, ConnState.ENDING):
+            self.replies.stop_all()
+            self.wire.send(SessionEnded(round(session.duration_s(now), 3), session.audio_duration_s))
+        if session is not None:
+            self.wire.do(EndSession(session))
+        self.wire.do(Close(1001, "server shutting down"))
+        return self.wire.drain()
+
     def closed(self, now: float) -> list[Effect]:
         """The socket closed: stop replies; a session that did not end is kept for resume."""
         self.replies.stop_all()
@@ -350,6 +401,11 @@ class AgentSession:
             self.replies.enqueue("greeting", text=self._require_session().config.get("greeting"), now=now)
         elif name == TOOLS_TIMER and self.state is ConnState.READY:
             self.replies.timer(now)
+        elif name == EXPIRE_TIMER and self.session is not None and self.state in (
+                ConnState.READY, ConnState.AWAITING_READY, ConnState.RESUMING):
+            self.replies.stop_all()   # 5.8: session_expired, close 1008, no warning first
+            self._close_policy("session_expired", "Session has reached its maximum duration")
+            self.wire.do(EndSession(self.session))
         return self.wire.drain()
 
     # -- input audio and turns ------------------------------------------------------------

@@ -10,8 +10,11 @@ Per-connection URL query parameters (so one server can serve many tests):
 - ``token``: temporary token (protocol.md 1.2);
 - ``fault``: comma list merged over ``ServerOptions.faults`` (``Faults.parse`` syntax), e.g.
   ``?fault=drop-after-replies=1,unknown-events``;
-- ``scenario``: a scripted scenario name or TOML/JSON path; implies ``engine=scripted``
-  (``none``: no scenario, the default engines);
+- ``scenario``: a scripted scenario NAME, from the shipped set or from the directories the operator
+  passed (``ServerOptions.scenario_dirs``, ``serve --scenario-dir``); implies ``engine=scripted``
+  (``none``: no scenario, the default engines). A path is refused (``invalid_value``, a message
+  that says nothing about the file system); only the in-process server of a client's own
+  ``--local``/eval run (:class:`ServerThread`) accepts the file paths that client names;
 - ``engine``: ``default`` | ``basic`` | ``scripted``; ``tts``: ``auto`` | ``piper`` | ``espeak`` | ``tone``.
 
 A bad ``fault``/``scenario``/``engine``/``tts`` value is answered after the upgrade with
@@ -31,21 +34,32 @@ background from :meth:`LocalServer.start`; a connection that arrives first waits
 connection is an :class:`~voicecli.server.agent.AgentSession` (the rules) driven by a
 :class:`~voicecli.server.pump.Pump` (the I/O); engine calls other than turn detection run in the
 server's worker threads (``workers.py``).
+
+Operations (issue 9, 12): ``max_sessions`` (``at_capacity``) and ``max_sessions_per_key``
+(``concurrency_exceeded``) refuse at the handshake (``session.error`` + 1008); an engine crash is
+``internal_error`` + 1011 for that session only; ``enforce_session_cap`` ends a session at its
+``max_session_duration_seconds`` (``session_expired`` + 1008); a connection that sends nothing
+for ``idle_timeout_s`` gets ``agent_timeout`` + 1008; :meth:`LocalServer.stop` sends
+``session.ended`` to every ready session and closes 1001. One log line per connection and session
+event (``serverlog.py``), never a key or token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from voicecli.protocol.constants import MAX_FRAME_BYTES
 from voicecli.protocol.events import SessionError, encode_server_event
@@ -62,7 +76,8 @@ from .pump import Pump
 from .registry import SessionRegistry
 from .rest import RestApi, rest_connection
 from .scripted import Scenario, ScenarioError, ScriptedEngine, load_scenario
-from .session import Engines, Session
+from .serverlog import event as log_event
+from .session import EndedSession, Engines, Session
 from .workers import SessionWorkers, make_pool
 
 if TYPE_CHECKING:
@@ -74,15 +89,79 @@ log = logging.getLogger("voicecli.server")
 MAX_MESSAGE_BYTES = MAX_FRAME_BYTES  # protocol.md 1.1 (inferred websockets default): 1 MiB, else close 1009
 DEFAULT_SCENARIO = "echo"
 NO_SCENARIO = "none"   # ?scenario=none: no scripted scenario, the default engines (and LLM, if set)
+SCENARIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+DEFAULT_SESSION_CAP_S = 10800   # max_session_duration_seconds of a key's session (protocol.md 1.3)
+
+
+def shipped_scenarios() -> list[str]:
+    folder = resources.files("voicecli.server").joinpath("scenarios")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def scenario_names(dirs: tuple[str, ...] = ()) -> list[str]:
+    """Every scenario a client may name: the shipped ones, then those of the operator's dirs."""
+    names = shipped_scenarios()
+    for folder in dirs:
+        try:
+            found = sorted(p.stem for p in Path(folder).iterdir()
+                           if p.suffix in (".toml", ".json") and SCENARIO_NAME.fullmatch(p.stem))
+        except OSError:
+            continue
+        names += [n for n in found if n not in names]
+    return names
+
+
+def find_scenario(name: str, dirs: tuple[str, ...] = ()) -> Scenario:
+    """The scenario called ``name`` (shipped first, then ``dirs`` in order). ScenarioError with
+    the list of names otherwise; the message never names a path."""
+    if SCENARIO_NAME.fullmatch(name):
+        if name in shipped_scenarios():
+            return load_scenario(name)
+        for folder in dirs:
+            for suffix in (".toml", ".json"):
+                path = Path(folder) / f"{name}{suffix}"
+                if path.is_file():
+                    try:
+                        return load_scenario(str(path))
+                    except (ScenarioError, OSError, UnicodeDecodeError) as exc:
+                        log_event("scenario.unreadable", logging.WARNING, scenario=name,
+                                  error=str(exc).splitlines()[0][:200])
+                        raise ScenarioError(f"scenario {name!r} could not be loaded") from None
+    shown = repr(name) if SCENARIO_NAME.fullmatch(name) else "(not a name)"
+    raise ScenarioError(f"unknown scenario {shown}: pick one of {', '.join(scenario_names(dirs))} by name")
+
+
+MAX_CLAUSE_CHARS = 240   # the longest text one synthesis call gets (one lock hold, ~0.1 s)
+
+
+def cap_clauses(parts: list[str], limit: int = MAX_CLAUSE_CHARS) -> list[str]:
+    """``parts`` with every part longer than ``limit`` cut at spaces (a longer word: hard)."""
+    out: list[str] = []
+    for part in parts:
+        while len(part) > limit:
+            cut = part.rfind(" ", 0, limit + 1)
+            cut = cut if cut > 0 else limit
+            out.append(part[:cut])
+            part = part[cut:].lstrip(" ")
+        if part:
+            out.append(part)
+    return out
 
 
 class _Serialized:
     """One TTS instance shared by every session: one synthesis at a time (espeak is not
-    thread-safe), whichever worker thread asks."""
+    thread-safe), whichever worker thread asks. So that no session holds it for long, a clause is
+    at most :data:`MAX_CLAUSE_CHARS` (a 50 KB greeting without punctuation was one 16 s
+    synthesis that every other session waited for; ``bench/server_starve.py``); the reply
+    pipeline synthesizes only a few clauses ahead of playback, so memory stays bounded too."""
 
     def __init__(self, tts: TextToSpeech) -> None:
         self.tts = tts
         self.lock = threading.Lock()
+        self._split = getattr(tts, "split_clauses", None) or split_clauses
+
+    def split_clauses(self, text: str) -> list[str]:
+        return cap_clauses(self._split(text))
 
     def synthesize(self, text: str, voice: str | None = None) -> SpeechLike:
         with self.lock:
@@ -175,7 +254,7 @@ class LocalServer:
     def __init__(self, options: ServerOptions | None = None) -> None:
         self.options = options or ServerOptions()
         self.credentials = Credentials(self.options.api_key)
-        self.registry = SessionRegistry()
+        self.registry = SessionRegistry(keep_ended_s=self.options.resume_window_s)
         self.registry.on_forget.append(self.credentials.forget_session)
         self.registry.on_forget.append(self._release_engines)
         self.stats: Counter[str] = Counter()  # server-wide: connections, auth_failures, ...
@@ -198,6 +277,13 @@ class LocalServer:
         if self.options.agents_file:
             for agent_id, agent in load_agents_file(Path(self.options.agents_file)):   # ValueError
                 self.agents.create(agent, agent_id)
+        self.scenario_paths = False   # ServerThread (a client's own in-process server) sets it
+        self._pumps: dict[int, Pump | _Placeholder] = {}
+        self._conn_ids = 0
+        self._per_owner: Counter[str] = Counter()
+        self.scenario_file: Scenario | None = None
+        if self.options.scenario is not None:   # fail at start, with the list, not per connection
+            self.scenario_file = self._operator_scenario(self.options.scenario)
 
     def find_agent(self, agent_id: str) -> dict[str, Any] | None:
         """The session config a stored agent stands for: ``ServerOptions.agents``, else the store
@@ -210,6 +296,12 @@ class LocalServer:
             log.error("voicecli server: %s", exc)
             return None
         return None if record is None else session_of(record)
+
+    def _operator_scenario(self, name: str) -> Scenario:
+        """``--scenario``: a name (shipped or in ``--scenario-dir``) or a file the operator named."""
+        if SCENARIO_NAME.fullmatch(name) or not Path(name).expanduser().is_file():
+            return find_scenario(name, self.options.scenario_dirs)
+        return load_scenario(name)
 
     def engines_line(self) -> str:
         """The one start-up line (stderr) saying which engines serve ``engine="default"``."""
@@ -253,12 +345,12 @@ class LocalServer:
             raise RuntimeError("the server is not started")
         return self._url
 
-    def session(self, session_id: str) -> Session | None:
+    def session(self, session_id: str) -> Session | EndedSession | None:
         return self.registry.get(session_id)
 
     def _release_engines(self, session_id: str) -> None:
         """A session ended for good: its silero detector gives its model back to the pool."""
-        session = self.registry.get(session_id)
+        session = self.registry.live.get(session_id)
         close = getattr(session.engines.detector, "close", None) if session is not None else None
         if callable(close):
             close()
@@ -274,7 +366,7 @@ class LocalServer:
         self._server = await serve(
             self._handle, self.options.host, self.options.port,
             process_request=make_process_request(self.credentials), compression=None,
-            max_size=MAX_MESSAGE_BYTES,
+            max_size=MAX_MESSAGE_BYTES, open_timeout=max(1.0, self.options.idle_timeout_s or 10.0),
             create_connection=rest_connection(RestApi(self.agents, self.credentials)),
         )
         port = next(iter(self._server.sockets)).getsockname()[1]
@@ -285,15 +377,24 @@ class LocalServer:
         return self._url
 
     async def stop(self) -> None:
-        """Close connections (1001), end all sessions, stop listening."""
-        if self._server is None:
+        """Stop listening, send ``session.ended`` to every ready session and close every
+        connection 1001 (going away), end all sessions."""
+        server = self._server
+        if server is None:
             return
-        self._server.close()
-        await self._server.wait_closed()
+        self._server = None   # a second stop() (serve_forever's) returns at once
+        server.close(close_connections=False)
+        for pump in list(self._pumps.values()):
+            pump.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0
+        while self._pumps and loop.time() < deadline:   # each sends session.ended and closes
+            await asyncio.sleep(0.02)
+        server.close()
+        await server.wait_closed()
         self.registry.close_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = make_pool()   # a stopped server may be started again
-        self._server = None
 
     async def serve_forever(self) -> None:
         """Start if needed and serve until :meth:`stop` (or cancellation)."""
@@ -309,30 +410,67 @@ class LocalServer:
             self._tts[name] = _Serialized(make_tts(name, self.speech))
         return self._tts[name]
 
-    async def _refuse(self, ws: ServerConnection, code: str, message: str, param: str | None) -> None:
-        """Accept the upgrade, send ``session.error`` as the first frame, close 1008 (1.2)."""
+    async def _refuse(self, ws: ServerConnection, conn: int, code: str, message: str,
+                      param: str | None) -> None:
+        """Accept the upgrade, send ``session.error`` as the first frame, close 1008 (1.2, 1.4)."""
         self.stats[code] += 1
-        await ws.send(encode_server_event(SessionError(code, message, param, None), time.time()))
-        await ws.close(1008, message[:120])
+        log_event("connection.refused", logging.WARNING, conn=conn, code=code, param=param)
+        try:
+            await ws.send(encode_server_event(SessionError(code, message, param, None), time.time()))
+            await ws.close(1008, message[:120])
+        except ConnectionClosed:
+            pass
+
+    def _capacity(self, owner: str, faults: Faults) -> tuple[str, str] | None:
+        """(code, message) when this connection must be refused for capacity, else None."""
+        opts = self.options
+        if faults.at_capacity or (opts.max_sessions is not None and len(self._pumps) >= opts.max_sessions):
+            return "at_capacity", "The server is at capacity; try again later"
+        if faults.concurrency_exceeded or (opts.max_sessions_per_key is not None
+                                           and self._per_owner[owner] >= opts.max_sessions_per_key):
+            return "concurrency_exceeded", "Too many concurrent sessions for this account; end one first"
+        return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.stats["connections"] += 1
+        self._conn_ids += 1
+        conn = self._conn_ids
         request = ws.request
         assert request is not None
-        query = parse_qs(urlsplit(request.path).query)
+        url = urlsplit(request.path)
+        peer = ws.remote_address
+        log_event("connection.opened", conn=conn, peer=f"{peer[0]}:{peer[1]}" if peer else None,
+                  path=url.path)
+        query = parse_qs(url.query)
         token = query.get("token", [""])[0] or None
         try:
             identity = self.credentials.authenticate(request.headers.get("Authorization"), token,
                                                      time.time())
         except AuthFailure as exc:
-            await self._refuse(ws, "unauthorized", str(exc), None)
+            await self._refuse(ws, conn, "unauthorized", str(exc), None)
             return
         try:
             settings = self._connection_settings(query)
         except _BadQuery as exc:
-            await self._refuse(ws, "invalid_value", str(exc), exc.param)
+            await self._refuse(ws, conn, "invalid_value", str(exc), exc.param)
             return
         faults, engine, scenario, tts = settings
+        refused = self._capacity(identity.owner, faults)
+        if refused is not None:
+            await self._refuse(ws, conn, *refused, None)
+            return
+        self._per_owner[identity.owner] += 1
+        self._pumps[conn] = placeholder = _Placeholder()
+        try:
+            await self._serve(ws, conn, identity, faults, engine, scenario, tts, placeholder)
+        finally:
+            self._pumps.pop(conn, None)
+            self._per_owner[identity.owner] -= 1
+            if self._per_owner[identity.owner] <= 0:
+                del self._per_owner[identity.owner]
+
+    async def _serve(self, ws: ServerConnection, conn: int, identity: Any, faults: Faults, engine: str,
+                     scenario: Scenario | None, tts: str, placeholder: _Placeholder) -> None:
         speech = self.speech if engine == "default" else None
         if speech is not None or tts in ("auto", "piper"):
             await self.speech_ready()
@@ -342,16 +480,40 @@ class LocalServer:
             make_engines=lambda: make_engines(engine, scenario, self._tts_for(tts), speech, self.llm,
                                               opts.llm_timeout_s),
             make_brain=lambda entry: LlmBrain(llm_endpoint(entry), opts.llm_timeout_s),
-            lookup=refusing(faults, self.registry.resumable), mint_resume=self.credentials.mint_resume,
-            connected=time.time(), find_agent=self.find_agent,
+            lookup=refusing(faults, self._lookup_for(identity)), mint_resume=self.credentials.mint_resume,
+            connected=time.time(), find_agent=self.find_agent, resume_only=identity.resume_session_id,
+            session_cap_s=self._session_cap(identity, faults),
         )
         workers = SessionWorkers(self._pool)
         if faults.any:
             pump: Pump = FaultyPump(ws, agent, registry=self.registry, workers=workers,
-                                    options=self.options, faults=faults)
+                                    options=self.options, faults=faults, conn_id=conn)
         else:
-            pump = Pump(ws, agent, registry=self.registry, workers=workers, options=self.options)
+            pump = Pump(ws, agent, registry=self.registry, workers=workers, options=self.options,
+                        conn_id=conn)
+        self._pumps[conn] = pump
+        if placeholder.stopping:
+            pump.shutdown()
         await pump.run()
+
+    def _lookup_for(self, identity: Any) -> Callable[[str], Session | None]:
+        """``session.resume``'s lookup: with a resume token, only while it is still the session's
+        current one (each resume replaces it; an old one resumes nothing)."""
+        if identity.resume_token is None:
+            return self.registry.resumable
+        token = identity.resume_token
+
+        def lookup(session_id: str) -> Session | None:
+            ok = self.credentials.resume_token_current(session_id, token)
+            return self.registry.resumable(session_id) if ok else None
+        return lookup
+
+    def _session_cap(self, identity: Any, faults: Faults) -> float | None:
+        if faults.session_expired_s is not None:
+            return float(faults.session_expired_s)
+        if self.options.enforce_session_cap:
+            return float(identity.max_session_duration_s or DEFAULT_SESSION_CAP_S)
+        return None
 
     def _connection_settings(self, query: dict[str, list[str]]
                              ) -> tuple[Faults, str, Scenario | None, str]:
@@ -375,11 +537,33 @@ class LocalServer:
             raise _BadQuery("tts piper is not installed: pip install 'voicecli[speech]'", "tts")
         scenario = None
         if engine == "scripted":
+            asked = query.get("scenario", [""])[0]
             try:
-                scenario = load_scenario(name or DEFAULT_SCENARIO)
+                if asked and asked != NO_SCENARIO:
+                    scenario = self._client_scenario(asked)
+                elif name and name == opts.scenario:
+                    scenario = self.scenario_file
+                else:
+                    scenario = load_scenario(DEFAULT_SCENARIO)
             except ScenarioError as exc:
-                raise _BadQuery(str(exc), "scenario") from exc
+                raise _BadQuery(str(exc), "scenario") from None
         return faults, engine, scenario, tts
+
+    def _client_scenario(self, name: str) -> Scenario:
+        """``?scenario=``: a name (issue 12.13); a path only for a trusted in-process server."""
+        if self.scenario_paths and not SCENARIO_NAME.fullmatch(name) and Path(name).expanduser().is_file():
+            return load_scenario(name)
+        return find_scenario(name, self.options.scenario_dirs)
+
+
+class _Placeholder:
+    """Stands in :attr:`LocalServer._pumps` for a connection whose pump is still being built."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def shutdown(self) -> None:
+        self.stopping = True
 
 
 class _BadQuery(ValueError):
@@ -393,8 +577,11 @@ class ServerThread:
     tests). ``start()`` blocks until listening and returns the URL; ``stop()`` blocks until shut
     down. Usable as a context manager."""
 
-    def __init__(self, options: ServerOptions | None = None) -> None:
+    def __init__(self, options: ServerOptions | None = None, *, scenario_paths: bool = True) -> None:
         self.server = LocalServer(options)
+        # the in-process server of the client's own --local / eval run: the scenario files that
+        # client names (its config's local_scenario) are its user's own choice
+        self.server.scenario_paths = scenario_paths
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
@@ -407,8 +594,8 @@ class ServerThread:
     def options(self) -> ServerOptions:
         return self.server.options
 
-    def session(self, session_id: str) -> Session | None:
-        """A live or recently ended session (read from another thread: fine for counters)."""
+    def session(self, session_id: str) -> Session | EndedSession | None:
+        """A live session or an ended one's record (read from another thread: fine for counters)."""
         return self.server.session(session_id)
 
     def start(self, timeout: float = 10.0) -> str:

@@ -2,7 +2,10 @@
 
 :class:`FaultyPump` overrides two seams of the pump: what goes on the socket
 (:meth:`FaultyPump.send_event`: unknown fields and events, a garbage frame, a dropped connection)
-and when a timer fires (:meth:`FaultyPump.arm`: a late ``session.ready``). :func:`refusing` wraps
+when a timer fires (:meth:`FaultyPump.arm`: a late ``session.ready``) and the reply pipeline
+(:meth:`FaultyPump.produce_reply`: an engine crash, ``internal-error``). Refusals at the handshake
+(``at-capacity``, ``concurrency-exceeded``) and the session cap (``session-expired``) are applied
+by the server (``app.py``) where the real ones are. :func:`refusing` wraps
 the session lookup so that every ``session.resume`` finds nothing. The agent session (the protocol
 rules) never sees a fault.
 """
@@ -20,6 +23,7 @@ from voicecli.protocol.events import ReplyAudio, ServerEvent, UnknownEvent, serv
 
 from .agent import READY_TIMER, AgentSession
 from .codec import bytes_per_ms
+from .effects import ReplyJob
 from .options import Faults, ServerOptions
 from .pump import Pump
 from .registry import SessionRegistry
@@ -28,6 +32,10 @@ from .workers import SessionWorkers
 
 UNKNOWN_EVENT_TYPES = ("conversation.item.created", "rate_limits.updated", "x.local.heartbeat")
 DROP_MID_REPLY_MS = 400.0   # drop-mid-reply: audio of the reply sent before the drop (if it has that much)
+
+
+class EngineCrash(RuntimeError):
+    """The crash the ``internal-error`` fault injects."""
 
 
 def refusing(faults: Faults, lookup: Callable[[str], Session | None]) -> Callable[[str], Session | None]:
@@ -41,9 +49,10 @@ class FaultyPump(Pump):
     """A pump that misbehaves as ``faults`` say (see :class:`~voicecli.server.options.Faults`)."""
 
     def __init__(self, ws: ServerConnection, agent: AgentSession, *, registry: SessionRegistry,
-                 workers: SessionWorkers, options: ServerOptions, faults: Faults) -> None:
-        super().__init__(ws, agent, registry=registry, workers=workers, options=options)
+                 workers: SessionWorkers, options: ServerOptions, faults: Faults, conn_id: int = 0) -> None:
+        super().__init__(ws, agent, registry=registry, workers=workers, options=options, conn_id=conn_id)
         self.faults = faults
+        self._replies_run = 0
         self._seq = count(1)
         self._started = 0
         self._completed = 0
@@ -95,6 +104,13 @@ class FaultyPump(Pump):
         """Abort the connection once everything queued so far is on the socket."""
         self._dropping = True
         self.emit(lambda: self.abort(why))
+
+    async def produce_reply(self, job: ReplyJob) -> None:
+        """``internal-error=N``: the engine crashes in the Nth reply of the connection."""
+        self._replies_run += 1
+        if self.faults.internal_error and self._replies_run == self.faults.internal_error:
+            raise EngineCrash(f"fault internal-error={self.faults.internal_error}: the engine crashed")
+        await super().produce_reply(job)
 
     def arm(self, name: str, at: float) -> None:
         super().arm(name, at + (self.faults.ready_delay_ms / 1000.0 if name == READY_TIMER else 0.0))

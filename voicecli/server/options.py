@@ -42,6 +42,10 @@ _FAULT_NAMES: dict[str, tuple[str, bool]] = {
     "ready-delay": ("ready_delay_ms", True),
     "ready-delay-ms": ("ready_delay_ms", True),
     "garbage": ("garbage", False),
+    "at-capacity": ("at_capacity", False),
+    "concurrency-exceeded": ("concurrency_exceeded", False),
+    "internal-error": ("internal_error", True),
+    "session-expired": ("session_expired_s", True),
 }
 
 
@@ -59,6 +63,13 @@ class Faults:
       (clients must ignore both, protocol.md 2).
     - ``ready_delay_ms``: extra delay before ``session.ready``.
     - ``garbage``: one non-JSON text frame right after ``session.ready``.
+    - ``at_capacity``: refuse every connection at the handshake with ``session.error
+      at_capacity`` + 1008 (as ``serve --max-sessions`` does when full).
+    - ``concurrency_exceeded``: the same with ``concurrency_exceeded`` (``--max-sessions-per-key``).
+    - ``internal_error=N``: the engine crashes in the Nth reply of the connection (the greeting
+      counts): ``session.error internal_error`` + 1011, the session ends.
+    - ``session_expired_s=S``: the session's cap is S seconds: ``session_expired`` + 1008 then
+      (as ``serve --enforce-session-cap`` does at ``max_session_duration_seconds``).
     """
 
     drop_after_replies: int | None = None
@@ -67,6 +78,10 @@ class Faults:
     unknown_events: bool = False
     ready_delay_ms: int = 0
     garbage: bool = False
+    at_capacity: bool = False
+    concurrency_exceeded: bool = False
+    internal_error: int | None = None
+    session_expired_s: int | None = None
 
     @classmethod
     def parse(cls, spec: str, base: Faults | None = None) -> Faults:
@@ -145,6 +160,16 @@ class ServerOptions:
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
     agents_store: str | None = None
     agents_file: str | None = None
+    # Operations limits (None: no limit). max_sessions: concurrent connections (at_capacity at the
+    # handshake); max_sessions_per_key: per API key / token owner (concurrency_exceeded);
+    # enforce_session_cap: end sessions at max_session_duration_seconds (session_expired);
+    # idle_timeout_s: a connection without session.update/resume is closed (agent_timeout; 0: never).
+    max_sessions: int | None = None
+    max_sessions_per_key: int | None = None
+    enforce_session_cap: bool = False
+    idle_timeout_s: float = 10.0
+    # Directories the operator allows ?scenario=NAME to pick <NAME>.toml/.json from (after the shipped set).
+    scenario_dirs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_choice("engine", self.engine)

@@ -8,8 +8,14 @@ the agent arms, the reply pipeline tasks (``pipeline.py``), speech-to-text in a 
 agent produced them. A session is registered with, detached from and taken over through the
 registry (``registry.py``); the pump never touches another connection.
 
-Fault injection (``faults.py``) subclasses the pump and overrides :meth:`Pump.send_event` and
-:meth:`Pump.arm`; the agent session knows nothing about faults.
+Fault injection (``faults.py``) subclasses the pump and overrides :meth:`Pump.send_event`,
+:meth:`Pump.arm` and :meth:`Pump.produce_reply`; the agent session knows nothing about faults.
+
+Failures: an exception of an engine (speech-to-text, the brain, text-to-speech) or of the
+session code itself is one log line (the traceback with ``--debug`` only) and, for that session
+alone, ``session.error internal_error`` + close 1011 (protocol.md 1.4); other sessions go on. A
+connection that sends no ``session.update``/``session.resume`` within ``idle_timeout_s`` gets
+``agent_timeout`` + 1008.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from voicecli.protocol.events import ServerEvent, server_event_to_dict
+from voicecli.protocol.events import ServerEvent, SessionError, SessionReady, server_event_to_dict
 
 from .agent import AgentSession
 from .effects import (
@@ -45,9 +51,13 @@ from .effects import (
 from .options import ServerOptions
 from .pipeline import run_reply
 from .registry import SessionRegistry
+from .serverlog import event as log_event
 from .workers import SessionWorkers
 
 log = logging.getLogger("voicecli.server")
+
+ERRORS_LOGGED = 5    # session.error lines logged per connection (the rest are counted)
+IDLE_TIMER = "x.idle"
 
 
 class _CloseFrame:
@@ -59,8 +69,13 @@ class Pump:
     """Serves one WebSocket connection; call :meth:`run` once."""
 
     def __init__(self, ws: ServerConnection, agent: AgentSession, *, registry: SessionRegistry,
-                 workers: SessionWorkers, options: ServerOptions) -> None:
+                 workers: SessionWorkers, options: ServerOptions, conn_id: int = 0) -> None:
         self.ws = ws
+        self.conn_id = conn_id
+        self.errors_sent = 0
+        self.opened = time.time()
+        self._failed = False
+        self._resumed = False
         self.agent = agent
         self.registry = registry
         self.workers = workers
@@ -79,9 +94,17 @@ class Pump:
     async def run(self) -> None:
         """Process client frames until the connection closes, then tear down."""
         writer = self._spawn(self._write())
+        idle = self.options.idle_timeout_s
+        if idle:
+            self._timers[IDLE_TIMER] = asyncio.get_running_loop().call_later(idle, self._idle)
         try:
             async for message in self.ws:
-                await self.apply(self.agent.receive(message, time.time()))
+                try:
+                    effects = self.agent.receive(message, time.time())
+                except Exception as exc:   # a bug in the session code: this session only
+                    self.fail("handling a client message", exc)
+                    break
+                await self.apply(effects)
                 if self.closing:
                     break
         except ConnectionClosed:
@@ -89,8 +112,44 @@ class Pump:
         finally:
             await self._teardown(writer)
 
+    def _idle(self) -> None:
+        self._timers.pop(IDLE_TIMER, None)
+        if self.agent.session is None:
+            self._apply_now(self.agent.idle(time.time()))
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        """An engine or the session code raised: one log line, ``internal_error`` + 1011 for this
+        session (it ends), nothing for the others. Only the first failure counts."""
+        if self._failed or self.closing:
+            return
+        self._failed = True
+        session = self.agent.session
+        log_event("session.failed", logging.ERROR, conn=self.conn_id,
+                  session_id=session.id if session is not None else None, during=what,
+                  error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200])
+        log.debug("traceback of the failure", exc_info=exc)
+        try:
+            effects = self.agent.crashed(time.time())
+        except Exception:   # the rules themselves are broken: close anyway
+            effects = [Close(1011, "internal error")]
+        self._apply_now(effects)
+
+    def shutdown(self) -> None:
+        """The server is stopping (SIGTERM): ``session.ended`` for a ready session, close 1001."""
+        if self.closing:
+            return
+        try:
+            self._apply_now(self.agent.shutdown(time.time()))
+        except Exception as exc:  # noqa: BLE001 - closing anyway
+            log.debug("shutdown of a connection failed", exc_info=exc)
+            self.closing = True
+            self.emit(_CloseFrame(1001, "server shutting down"))
+
     async def _teardown(self, writer: asyncio.Task[Any]) -> None:
-        await self.apply(self.agent.closed(time.time()))
+        try:
+            await self.apply(self.agent.closed(time.time()))
+        except Exception as exc:  # noqa: BLE001 - still tear down
+            log.debug("closing the session failed", exc_info=exc)
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -104,6 +163,11 @@ class Pump:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        session = self.agent.session
+        log_event("connection.closed", conn=self.conn_id,
+                  session_id=session.id if session is not None else None,
+                  code=self.ws.close_code, duration_s=round(time.time() - self.opened, 3),
+                  errors=self.errors_sent or None)
 
     def superseded(self) -> None:
         """The registry's callback: another connection resumed our session (6.7)."""
@@ -151,15 +215,28 @@ class Pump:
                 self.registry.add(effect.session)
                 self.registry.attach(effect.session, self, self.superseded)
             elif isinstance(effect, TakeOver):
+                self._resumed = True
                 self.registry.take_over(effect.session, self, self.superseded)
             elif isinstance(effect, EndSession):
-                self.registry.end(effect.session)
+                close = next((e for e in effects if isinstance(e, Close)), None)
+                code = close.code if close is not None else None
+                reason = {1000: "session.end", 1001: "server shutdown", 1011: "internal error"}.get(
+                    code or 0, close.reason if close is not None and close.reason else "ended")
+                self.registry.end(effect.session, reason, code)
             elif isinstance(effect, Detach):
-                self.registry.detach(effect.session, self, self.options.resume_window_s)
+                self.registry.detach(effect.session, self, self.options.resume_window_s, self.ws.close_code)
         return []
 
     def send_event(self, event: ServerEvent) -> None:
-        """Queue one server event for the writer."""
+        """Queue one server event for the writer (and log the ones that matter)."""
+        if isinstance(event, SessionReady):
+            log_event("session.resumed" if self._resumed else "session.ready", conn=self.conn_id,
+                      session_id=event.session_id)
+        elif isinstance(event, SessionError):
+            self.errors_sent += 1
+            if self.errors_sent <= ERRORS_LOGGED:
+                log_event("session.error", logging.WARNING, conn=self.conn_id, session_id=event.session_id,
+                          code=event.code, param=event.param)
         self.emit(self.encode(event))
 
     def encode(self, event: ServerEvent) -> str:
@@ -205,11 +282,9 @@ class Pump:
             stt = session.engines.stt
             try:
                 text = await self.workers.run(stt.final if effect.final else stt.partial, effect.pcm)
-            except Exception:
-                log.exception("speech-to-text failed")
-                if not effect.final:
-                    return
-                text = ""   # the turn still gets its transcript.user and a reply
+            except Exception as exc:
+                self.fail("speech-to-text", exc)
+                return
             if not effect.final:
                 wait = float(getattr(stt, "next_partial_in_s", 0.0) or 0.0)
                 self._next_partial_at = time.monotonic() + wait
@@ -223,14 +298,17 @@ class Pump:
         task = self._spawn(self._reply(job))
         self._replies[job.reply_id] = task
 
+    async def produce_reply(self, job: ReplyJob) -> None:
+        """The reply pipeline of one reply (the fault pump's seam for an engine crash)."""
+        await run_reply(job, self.agent, self.workers, self.options, self.apply)
+
     async def _reply(self, job: ReplyJob) -> None:
         try:
-            await run_reply(job, self.agent, self.workers, self.options, self.apply)
+            await self.produce_reply(job)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("reply %s failed", job.reply_id)
-            await self.apply(self.agent.reply_complete(job.reply_id, "", time.time()))
+        except Exception as exc:
+            self.fail(f"reply {job.reply_id}", exc)
         finally:
             if self._replies.get(job.reply_id) is asyncio.current_task():
                 del self._replies[job.reply_id]

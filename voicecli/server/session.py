@@ -70,6 +70,7 @@ class Session:
     turn_index: int = 0
     ended: bool = False
     connection: object | None = None   # the pump serving it (the registry sets it), None when detached
+    cap_at: float | None = None        # when the session expires (``session_expired``), if enforced
 
     def duration_s(self, now: float) -> float:
         """Seconds since the session started (connected time, protocol.md 4.4)."""
@@ -79,3 +80,27 @@ class Session:
     def audio_duration_s(self) -> float | None:
         """Seconds of input audio accepted, or None when none was streamed (protocol.md 4.4)."""
         return round(self.audio_ms / 1000.0, 3) if self.audio_ms > 0 else None
+
+
+@dataclass(slots=True)
+class EndedSession:
+    """What the registry keeps of a session after it ended (its counters and how it ended), for
+    ``resume_window_s`` at most: the history, config and engines are released at once."""
+
+    id: str
+    owner: str
+    created: float
+    ended_at: float
+    reason: str
+    close_code: int | None
+    stats: Counter[str]
+    audio_duration_s: float | None
+    ended: bool = True
+
+    @classmethod
+    def of(cls, session: Session, now: float, reason: str, close_code: int | None) -> EndedSession:
+        return cls(session.id, session.owner, session.created, now, reason, close_code,
+                   session.stats, session.audio_duration_s)
+
+    def duration_s(self, now: float | None = None) -> float:
+        return self.ended_at - self.created
