@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.hostile_client import flood, idle_forever, many_idle, path_scenario, resume_steal
 from tests.integration.srvutil import UNIT, client, run, start_server, tone_speech
+from voicecli.protocol.constants import MAX_GREETING_CHARS
 
 
 def test_an_idle_connection_is_dropped_with_agent_timeout() -> None:
@@ -232,10 +233,13 @@ def test_ended_sessions_are_released_after_the_resume_window() -> None:
 def test_one_sessions_long_greeting_does_not_starve_another() -> None:
     srv = start_server(tts="espeak")
     try:
-        report = run(flood(srv.url, greeting_chars=50_000, probes=3, every_s=0.5, timeout=40 * UNIT,
-                           text="words"), timeout=120 * UNIT)
+        # the longest greeting a client may send (protocol/constants.py); without punctuation it
+        # is one clause, which the server cuts into MAX_CLAUSE_CHARS pieces for the shared TTS
+        report = run(flood(srv.url, greeting_chars=MAX_GREETING_CHARS, probes=3, every_s=0.5,
+                           timeout=40 * UNIT, text="words"), timeout=120 * UNIT)
         assert report.busy_client_ready
-        # before: the probe's one-word greeting waited 16.6 s for the shared TTS (one 50 KB clause)
+        # before the limits and the clause cap: with a 50 KB greeting the probe's one-word greeting
+        # waited 16.6 s for the shared TTS (one 50 KB clause)
         assert max(report.ready_latency_s) < 3 * UNIT, report
         assert max(report.first_audio_s) < 4 * UNIT, report
     finally:

@@ -230,3 +230,13 @@ def test_espeak_duration_matches_words(tts: EspeakTTS) -> None:
     assert long.duration_ms > 4000
     assert len(long.words) == 20
     assert re.fullmatch(r"word\.?", long.words[-1].word)
+
+
+def test_the_shared_tts_never_gets_a_clause_longer_than_the_cap() -> None:
+    """One TTS serves every session; a long clause would hold it (and every other session) for
+    seconds, so the server cuts clauses at spaces (a word longer than the cap: hard)."""
+    from voicecli.server.app import MAX_CLAUSE_CHARS, cap_clauses
+    words = " ".join(f"word{i}" for i in range(2000))          # ~16 KB, no punctuation: one clause
+    parts = cap_clauses([words, "short one", "x" * 600])
+    assert max(len(p) for p in parts) <= MAX_CLAUSE_CHARS
+    assert " ".join(parts[:-4]) == words and parts[-4] == "short one" and "".join(parts[-3:]) == "x" * 600
