@@ -238,7 +238,8 @@ async def stream_pcm(conv: Conversation, pcm: bytes, chunk_ms: int, realtime: bo
     start = conv.clock()
     sent_s = 0.0
     for chunk in chunk_pcm(pcm, chunk_ms):
-        await conv.send_audio(chunk)
+        if not await conv.send_audio(chunk) and not conv.connected.is_set():
+            return    # the connection is gone: the caller sends the turn again once it is back
         sent_s += pcm_seconds(len(chunk))
         if realtime:
             await asyncio.sleep(max(0.0, start + sent_s - conv.clock()))
@@ -360,6 +361,7 @@ async def run_ask(settings: ConnectionSettings, files: Sequence[DecodedAudio | s
     spoken = audio_turns(files)             # synthesis fails before connecting
     turns = [ScriptTurn(name, pcm=pcm, barge_in_after_ms=opts.barge_in_after_ms if i else None)
              for i, (name, pcm) in enumerate(spoken)]
+    settings.resume_budget_s = min(settings.resume_budget_s, opts.timeout_s)   # --timeout bounds every wait
     conv = Conversation(settings, output)
     await conv.open()
     tracker = TurnTracker(conv, keep_audio=opts.save_reply is not None)
@@ -420,7 +422,7 @@ async def _send_turn(conv: Conversation, script: ScriptTurn, opts: AskOptions, p
         pump.resume()
         if conv.generation == generation and conv.connected.is_set():
             return generation
-        conv.raise_if_failed()
+        conv.raise_if_over()
         conv.output.notice(f"the connection dropped during {script.name}; sending it again")
 
 
