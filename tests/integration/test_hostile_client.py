@@ -72,6 +72,8 @@ def test_flapping_server_exhausts_the_reconnect_budget(how: str) -> None:
     assert len(_errors(r.stderr)) == 1 and "Traceback" not in r.stderr
     assert srv.stats.resumes <= 3 and srv.stats.connections <= 4, srv.stats
     assert took < unit(20), took
+    if how == "too-big":
+        assert "a frame from the server exceeded the 16 MiB limit (1009)" in r.stderr, r.stderr
 
 
 def test_flapping_server_with_progress_is_still_bounded() -> None:

@@ -470,6 +470,10 @@ def _close_code(exc: Exception) -> int | None:
 def _close_desc(exc: Exception) -> str:
     rcvd = getattr(exc, "rcvd", None)
     if rcvd is None:
+        sent = getattr(exc, "sent", None)
+        if sent is not None and sent.code == 1009:     # we closed it: the server's frame was too big
+            return (f"closed by voicecli: a frame from the server exceeded the "
+                    f"{transport.MAX_FRAME // 2**20} MiB limit (1009)")
         return "closed without a close frame (1006)"
     reason = f" {clean(rcvd.reason, 120)}" if rcvd.reason else ""
     return f"close code {rcvd.code}{reason}"
