@@ -29,6 +29,7 @@ from voicecli.config import SECRET_KEYS, CommonFlags, Effective, config_path
 from voicecli.core import run_command
 from voicecli.errors import ConfigError, UsageError
 from voicecli.protocol.constants import DEFAULT_URL
+from voicecli.urls import redact_url
 
 config_app = typer.Typer(name="config", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                          help="Write, show or locate the config file (TOML; profiles; tools).")
@@ -110,10 +111,17 @@ def _write_private(path: Path, text: str) -> None:
                           "pick another place with --config") from None
 
 
-def _shown(key: str, value: Any) -> str:
+def _public(key: str, value: Any) -> Any:
+    """``value`` as ``config show`` may print it: secrets redacted (a password in the URL too)."""
     if key in SECRET_KEYS:
-        return '"<redacted>"'
-    return json.dumps(value, ensure_ascii=False)
+        return "<redacted>"
+    if key == "url" and isinstance(value, str):
+        return redact_url(value)
+    return value
+
+
+def _shown(key: str, value: Any) -> str:
+    return json.dumps(_public(key, value), ensure_ascii=False)
 
 
 def _rows(eff: Effective) -> list[tuple[str, Any, str]]:
@@ -163,7 +171,7 @@ def config_show(
         session_config(eff, wire)
         rows = _rows(eff)
         if json_mode:
-            out = {k: {"value": "<redacted>" if k in SECRET_KEYS else v, "source": s} for k, v, s in rows}
+            out = {k: {"value": _public(k, v), "source": s} for k, v, s in rows}
             echo(env, json.dumps({"config_file": str(eff.path), "exists": eff.exists, "profile": eff.profile,
                                   "settings": out, "ignored": eff.ignored}, ensure_ascii=False))
             return

@@ -211,7 +211,10 @@ def _read_file(path: Path, explicit: bool) -> tuple[dict[str, Any], str] | None:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}",
                           "check its permissions, or point --config elsewhere") from None
     try:
-        return tomllib.loads(text), text
+        data = tomllib.loads(text)
+    except RecursionError:     # tomllib recurses per nesting level: a few hundred levels blow the stack
+        raise ConfigError(f"config file {path}: tables or arrays nested too deeply to read",
+                          f"voicecli settings nest at most {MAX_DEPTH} levels") from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"at line (\d+)", msg)
@@ -224,6 +227,31 @@ def _read_file(path: Path, explicit: bool) -> tuple[dict[str, Any], str] | None:
         where = f", line {line}" if line is not None else ""
         raise ConfigError(f"config file {path}{where}{near}: not valid TOML: {msg}",
                           "config.example.toml documents every key") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError(f"config file {path}: tables or arrays nested more than {MAX_DEPTH} levels deep",
+                          "config.example.toml documents every key")
+    return data, text
+
+
+MAX_DEPTH = 32    # far above any real setting (tool parameters schemas included)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed TOML (iterative: safe whatever the depth)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 # --------------------------------------------------------------------------------------------

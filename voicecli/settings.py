@@ -13,7 +13,6 @@ checks them. Every problem is a one-line
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from voicecli.config import (
 )
 from voicecli.errors import ConfigError, UsageError
 from voicecli.protocol.constants import DEFAULT_URL
-from voicecli.urls import is_loopback
+from voicecli.urls import is_loopback, url_problem
 
 # CommonFlags and load are config's, re-exported for callers that resolve settings in one import.
 __all__ = ["CommonFlags", "Resolved", "build_tools", "check_client", "client_settings", "load",
@@ -154,8 +153,9 @@ def check_client(eff: Effective) -> None:
         if value is not None and not 1 <= value <= top:
             raise _key_error(eff, key, f"must be between 1 and {top}")
     url = eff.get("url")
-    if url is not None and not re.match(r"^wss?://[^/?#]+", url):
-        raise _key_error(eff, "url", "must start with ws:// or wss:// and name a host",
+    problem = None if url is None else url_problem(url)
+    if problem is not None:
+        raise _key_error(eff, "url", problem,
                          "e.g. wss://agents.assemblyai.com/v1/ws or ws://127.0.0.1:8765/v1/ws")
 
 

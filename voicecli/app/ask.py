@@ -250,7 +250,8 @@ async def stream_chunks(conv: Conversation, chunks: Iterable[bytes], realtime: b
     start = conv.clock()
     sent_s = 0.0
     for chunk in chunks:
-        await conv.send_audio(chunk)
+        if not await conv.send_audio(chunk) and not conv.connected.is_set():
+            return    # the connection is gone: the caller sends the turn again once it is back
         sent_s += pcm_seconds(len(chunk))
         if realtime:
             await asyncio.sleep(max(0.0, start + sent_s - conv.clock()))
@@ -389,6 +390,7 @@ async def run_ask(settings: ConnectionSettings, files: Sequence[AudioSource | De
                         barge_in_after_ms=opts.barge_in_after_ms if i else None)
              for i, (name, pcm) in enumerate(spoken)]
     saver = ReplySaver(opts.save_reply) if opts.save_reply is not None else None
+    settings.resume_budget_s = min(settings.resume_budget_s, opts.timeout_s)   # --timeout bounds every wait
     conv = Conversation(settings, output)
     completed = False
     try:
@@ -478,7 +480,7 @@ async def _send_turn(conv: Conversation, script: ScriptTurn, opts: AskOptions, p
         pump.resume()
         if conv.generation == generation and conv.connected.is_set():
             return generation
-        conv.raise_if_failed()
+        conv.raise_if_over()
         conv.output.notice(f"the connection dropped during {script.name}; sending it again")
 
 

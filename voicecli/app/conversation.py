@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -25,12 +26,13 @@ from voicecli.protocol.constants import pcm_ms
 from voicecli.protocol.events import (
     ClientEvent,
     RemoteProtocolError,
+    ReplyDone,
     SessionEnded,
     SessionError,
     SessionReady,
 )
 from voicecli.session.client import ClientSession, Received, State
-from voicecli.session.rules import AUTH_CODES, RESUME_FAILED_CODES, error_kind
+from voicecli.session.rules import AUTH_CODES, CLOSED_POLICY, RESUME_FAILED_CODES, close_key, error_kind
 from voicecli.ui.output import Output
 from voicecli.ui.sanitize import clean
 
@@ -48,6 +50,13 @@ class ConnectionSettings:
     end_timeout: float = 2.0
     reconnect: bool = True
     resume_budget_s: float = 25.0   # stay inside the server's 30 s grace window (A2 does the same)
+    # A flapping server (issue 12 item 2): a connection that dies within ``stable_after_s`` of its
+    # session.ready does not end the outage. At most ``max_reconnects_per_turn`` reconnects without
+    # a completed reply in between, and ``max_reconnects_per_minute`` in any 60 s; the backoff and
+    # the resume budget run on across the flaps instead of restarting with each resume.
+    stable_after_s: float = 10.0
+    max_reconnects_per_turn: int = 3
+    max_reconnects_per_minute: int = 6
 
 
 class Conversation:
@@ -72,6 +81,13 @@ class Conversation:
         self._send_lock = asyncio.Lock()
         self._last_error: SessionError | None = None
         self._new_generation = asyncio.Event()   # set (and replaced) when a connection becomes ready
+        self._close_code: int | None = None      # of the last socket that closed (None: no frame)
+        # the reconnect budget across a flapping server (ConnectionSettings.stable_after_s)
+        self._ready_at: float | None = None      # when the current connection became ready
+        self._drops: deque[float] = deque()      # drops in the last minute
+        self._streak = 0                         # reconnects since a completed reply / stable link
+        self._outage_since: float | None = None  # first drop of the current outage pattern
+        self._delays: Iterator[float] | None = None   # backoff, kept across a flapping outage
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -119,6 +135,13 @@ class Conversation:
         if self.failure is not None:
             raise self.failure
 
+    def raise_if_over(self) -> None:
+        """Raise the failure, or ServerError if the server ended the session: the conversation is
+        over for good and nothing will come back."""
+        self.raise_if_failed()
+        if self.finished.is_set():
+            raise ServerError("the server ended the session")
+
     async def wait_connected(self) -> None:
         """Until a ready connection exists. Raises the failure if the conversation is over for good
         (never waits forever on a connection that will not come back)."""
@@ -130,7 +153,7 @@ class Conversation:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
-        self.raise_if_failed()
+        self.raise_if_over()
         if not self.connected.is_set():
             raise ServerError("the server ended the session")
 
@@ -195,6 +218,7 @@ class Conversation:
         return None, s.token
 
     async def _connect(self, resume: bool) -> None:
+        self._close_code = None
         api_key, token = self._credentials(reconnect=self.generation > 0)
         ws = await transport.connect(self.settings.url, api_key, token, self.settings.open_timeout)
         self._ws = ws
@@ -208,6 +232,7 @@ class Conversation:
             pass   # refused before reading our first message (auth): its session.error is read below
         await self._await_ready(ws)
         self._last_error = None          # errors are per connection: this one is ready
+        self._ready_at = self.clock()
         self.generation += 1
         self.connected.set()
         self._new_generation.set()
@@ -229,6 +254,7 @@ class Conversation:
                 continue
             except ConnectionClosed as exc:
                 self._ws = None
+                self._close_code = _close_code(exc)
                 raise self._closed_before_ready(exc) from None
             rec = self._decode(frame)
             if rec is None:
@@ -246,8 +272,15 @@ class Conversation:
     def _closed_before_ready(self, exc: Exception) -> VoicecliError:
         if self._last_error is not None:
             return self._error_for(self._last_error)
+        if close_key(_close_code(exc)) == CLOSED_POLICY:
+            return self._policy_error(exc)
         return ConnectError("the server closed the connection before the session was ready"
                             f" ({_close_desc(exc)})")
+
+    def _policy_error(self, exc: Exception) -> VoicecliError:
+        return ServerError(f"the server closed the connection with a policy close ({_close_desc(exc)}) "
+                           "and no session.error; a policy close ends the session (not resumable)",
+                           "check the API key or token, the session's limits, and the server's logs")
 
     def _error_for(self, ev: SessionError) -> VoicecliError:
         code, msg = clean(ev.code, 60), clean(ev.message, 300)
@@ -260,12 +293,21 @@ class Conversation:
     # ------------------------------------------------------------------ reading
 
     def _decode(self, frame: str | bytes) -> Received | None:
+        """The frame boundary: a frame the session cannot take (not JSON, nested too deep, not
+        allowed now, or anything else its decoding raises) is one warning and is ignored; the
+        session goes on (README: malformed frames are ignored)."""
         try:
             return self.session.receive(frame, self.clock())
         except RemoteProtocolError as exc:
-            self.output.notice(f"ignored a malformed frame from the server ({exc})", "warning")
-            self.output.client_event("protocol_error", message=str(exc))
-            return None
+            reason = str(exc)
+        except RecursionError:
+            reason = "nested too deeply"
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the session
+            reason = f"{type(exc).__name__}: {exc}"
+        reason = clean(reason, 200)
+        self.output.notice(f"ignored a malformed frame from the server ({reason})", "warning")
+        self.output.client_event("protocol_error", message=reason)
+        return None
 
     def _dispatch(self, rec: Received) -> None:
         self.output.server_event(rec)
@@ -282,6 +324,7 @@ class Conversation:
                 try:
                     frame = await ws.recv()
                 except ConnectionClosed as exc:
+                    self._close_code = _close_code(exc)
                     if not await self._on_closed(exc):
                         return
                     continue
@@ -294,6 +337,8 @@ class Conversation:
                         self.output.notice(f"server error {clean(rec.event.code, 60)}: "
                                            f"{clean(rec.event.message, 300)}", "warning")
                 self._dispatch(rec)
+                if isinstance(rec.event, ReplyDone) and not rec.stale:
+                    self._streak = 0          # progress: the reconnect budget of a turn starts over
                 if isinstance(rec.event, SessionEnded):
                     self.finished.set()
                 try:
@@ -318,16 +363,22 @@ class Conversation:
         self.connected.clear()
         self._ws = None
         now = self.clock()
-        self.session.connection_lost(now)
+        self.session.connection_lost(now, self._close_code)
         if self.session.state is State.ENDED:
             self.finished.set()
             return False
         err = self._last_error
-        if self.session.state is State.FAILED and err is not None:   # ended for good: no resume
-            self._fail(self._error_for(err))
+        if self.session.state is State.FAILED:   # ended for good (the table says): no resume
+            self._fail(self._error_for(err) if err is not None else self._policy_error(exc))
             return False
         if not self.settings.reconnect:
             self._fail(ConnectError(f"connection lost ({_close_desc(exc)})"))
+            return False
+        flapping = self._count_drop(now)
+        if flapping is not None:
+            self._fail(ConnectError(f"the server keeps dropping the connection: {flapping} "
+                                    f"(last: {_close_desc(exc)}); giving up",
+                                    "check the server (its logs, load, network) and try again later"))
             return False
         self.output.notice(f"connection lost ({_close_desc(exc)}); reconnecting", "warning")
         self.output.client_event("reconnect", reason=_close_desc(exc))
@@ -344,9 +395,36 @@ class Conversation:
             self.output.client_event("audio_dropped", ms=round(lost_ms))
         return True
 
+    def _count_drop(self, now: float) -> str | None:
+        """Book one drop against the reconnect budget; returns why the budget is spent, or None.
+        A drop within ``stable_after_s`` of the connection's session.ready continues the outage
+        (same backoff, same resume deadline); a stable connection starts a new one."""
+        s = self.settings
+        stable = self._ready_at is not None and now - self._ready_at >= s.stable_after_s
+        if stable or self._outage_since is None:
+            self._outage_since, self._delays = now, None
+        if stable:
+            self._streak = 0
+        self._streak += 1
+        self._drops.append(now)
+        while self._drops and now - self._drops[0] > 60.0:
+            self._drops.popleft()
+        if self._streak > s.max_reconnects_per_turn:
+            return f"{self._streak} drops without a completed reply"
+        if len(self._drops) > s.max_reconnects_per_minute:
+            return f"{len(self._drops)} drops within a minute"
+        assert self._outage_since is not None
+        if self._streak > 1 and now - self._outage_since >= s.resume_budget_s:
+            return (f"{self._streak} drops in {now - self._outage_since:.0f} s, no connection lasting "
+                    f"{s.stable_after_s:g} s")
+        return None
+
     async def _reconnect(self, lost_at: float) -> None:
-        deadline = lost_at + self.settings.resume_budget_s
-        delays = self.backoff()
+        outage = self._outage_since if self._outage_since is not None else lost_at
+        deadline = outage + self.settings.resume_budget_s
+        if self._delays is None:
+            self._delays = self.backoff()
+        delays = self._delays
         attempt = 0
         last: VoicecliError | None = None
         while self.clock() < deadline:
@@ -375,7 +453,7 @@ class Conversation:
                 raise
             except (ConnectError, TimeoutExpired, ServerError) as exc:
                 last = exc
-                self.session.connect_failed(self.clock())
+                self.session.connect_failed(self.clock(), self._close_code)
                 if self.session.over:                      # a session-ending error: stop trying
                     raise
                 self.output.client_event("reconnect_failed", attempt=attempt, error=exc.message)
@@ -384,9 +462,18 @@ class Conversation:
                            "check the server and try again")
 
 
+def _close_code(exc: Exception) -> int | None:
+    rcvd = getattr(exc, "rcvd", None)
+    return None if rcvd is None else int(rcvd.code)
+
+
 def _close_desc(exc: Exception) -> str:
     rcvd = getattr(exc, "rcvd", None)
     if rcvd is None:
+        sent = getattr(exc, "sent", None)
+        if sent is not None and sent.code == 1009:     # we closed it: the server's frame was too big
+            return (f"closed by voicecli: a frame from the server exceeded the "
+                    f"{transport.MAX_FRAME // 2**20} MiB limit (1009)")
         return "closed without a close frame (1006)"
     reason = f" {clean(rcvd.reason, 120)}" if rcvd.reason else ""
     return f"close code {rcvd.code}{reason}"

@@ -28,6 +28,7 @@ from voicecli.audio.pipeline import SILENT_DB, level_db
 from voicecli.errors import VoicecliError
 from voicecli.protocol.constants import RATE
 from voicecli.status import ExitStatus
+from voicecli.urls import redact_url
 
 QUIET_DB = -65.0     # RMS below this over the whole recording: probably not a live mic
 TONE_S = 0.5         # the speaker test tone: a sweep (audible, and its echo has one clear lag)
@@ -276,8 +277,8 @@ async def server_check(settings: Any) -> Check:
     except VoicecliError as exc:
         await conv.close()
         return Check("server", "fail", exc.message, exc.hint or "", exc.exit_code)
-    return Check("server", "ok", f"{settings.url.split('?')[0]} reachable, key accepted, session ready in "
-                                 f"{ready_ms:.0f} ms")
+    shown = redact_url(settings.url.split("?")[0])
+    return Check("server", "ok", f"{shown} reachable, key accepted, session ready in {ready_ms:.0f} ms")
 
 
 def exit_code(checks: list[Check]) -> int:

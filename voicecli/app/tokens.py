@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from voicecli.errors import AuthError, ConnectError, ServerError, UsageError
 from voicecli.ui.sanitize import clean
-from voicecli.urls import is_loopback
+from voicecli.urls import is_loopback, redact_url
 
 
 def token_url(ws_url: str) -> str:
@@ -47,14 +47,15 @@ def mint_token(ws_url: str, api_key: str | None, expires_in: int, max_duration: 
     anyway; one that needs a key answers 401 -> AuthError saying to set one). Blocking (run it in
     a thread). Raises AuthError (401/403), ConnectError (unreachable), ServerError (anything else
     unexpected), UsageError (422)."""
-    shown = token_url(ws_url)
+    target = token_url(ws_url)
+    shown = redact_url(target)       # what errors may print: no user:password@
     query = {"expires_in_seconds": expires_in}
     if max_duration is not None:
         query["max_session_duration_seconds"] = max_duration
     headers = {"Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    request = urllib.request.Request(f"{shown}?{urlencode(query)}", headers=headers)
+    request = urllib.request.Request(f"{target}?{urlencode(query)}", headers=headers)
     # a server on this machine is reached directly, never through a configured proxy
     handlers = [urllib.request.ProxyHandler({})] if is_loopback(ws_url) else []
     opener = urllib.request.build_opener(*handlers)

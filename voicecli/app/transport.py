@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 __all__ = ["MAX_FRAME", "backoff", "check_url", "connect", "is_loopback", "redact_url", "with_token"]
 
 MAX_FRAME = 16 * 1024 * 1024
+# How long a closing connection may take to finish (websockets' default is 10 s). A server that
+# sends its close frame and then stops reading (so never sees ours) would otherwise hold every
+# send and the reader for 10 s before the drop is noticed and resumed.
+CLOSE_TIMEOUT_S = 2.0
 
 
 def backoff(base: float = 0.25, cap: float = 4.0) -> Iterator[float]:
@@ -47,7 +51,8 @@ async def connect(url: str, api_key: str | None = None, token: str | None = None
     try:
         return await ws_connect(
             target, additional_headers=headers, compression=None, max_size=MAX_FRAME,
-            open_timeout=open_timeout, user_agent_header=f"voicecli/{__version__}",
+            open_timeout=open_timeout, close_timeout=CLOSE_TIMEOUT_S,
+            user_agent_header=f"voicecli/{__version__}",
             proxy=None if is_loopback(url) else True,
         )
     except InvalidStatus as exc:

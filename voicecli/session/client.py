@@ -54,6 +54,7 @@ from voicecli.session.rules import (
     ReplyState,
     Role,
     Verdict,
+    close_key,
     event_key,
 )
 
@@ -286,13 +287,17 @@ class ClientSession:
 
     # ------------------------------------------------------------------ connection lifecycle
 
-    def connection_lost(self, now: float) -> None:
-        """The socket closed. Without ``session.ended`` this is a drop (protocol.md 4.4)."""
-        self._lost(CLOSED, now)
+    def connection_lost(self, now: float, close_code: int | None = None) -> None:
+        """The socket closed (``close_code`` as received; None: no close frame). Without
+        ``session.ended`` this is a drop (protocol.md 4.4), unless the table says the code ends
+        the session (a policy close)."""
+        self._lost(close_key(close_code), now)
 
-    def connect_failed(self, now: float) -> None:
-        """A (re)connection attempt failed before ``session.ready`` (refused, timed out, closed)."""
-        self._lost(CONNECT_FAILED, now)
+    def connect_failed(self, now: float, close_code: int | None = None) -> None:
+        """A (re)connection attempt failed before ``session.ready`` (refused, timed out, closed
+        with ``close_code``)."""
+        key = close_key(close_code)
+        self._lost(CONNECT_FAILED if key == CLOSED else key, now)
 
     def _lost(self, key: str, now: float) -> None:
         self._conn.step(_CONN, Role.LOCAL, key)

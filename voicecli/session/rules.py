@@ -42,11 +42,13 @@ __all__ = [
     "AUTH_CODES",
     "BARGE_IN",
     "CLOSED",
+    "CLOSED_POLICY",
     "CONNECT_FAILED",
     "DROP",
     "FATAL_CODES",
     "GATE_CLOSES",
     "GATE_OPENS",
+    "POLICY_CLOSE_CODES",
     "RESULT_READY",
     "RESUME_FAILED_CODES",
     "TRANSITIONS",
@@ -60,6 +62,7 @@ __all__ = [
     "Verdict",
     "error_kind",
     "event_key",
+    "close_key",
     "ERROR_ANSWER",
 ]
 
@@ -114,6 +117,7 @@ WARNING_CODES: Final = frozenset({"audio_rate_violation"})   # never change a st
 # Pseudo-event keys (never on the wire).
 CLOSED: Final = "x.connection_closed"
 CONNECT_FAILED: Final = "x.connect_failed"
+CLOSED_POLICY: Final = "x.connection_closed/policy"   # close 1008 (or a connect that ended with it)
 BARGE_IN: Final = "x.barge_in"           # the client cut a reply locally (playback flushed)
 RESULT_READY: Final = "x.result_ready"   # a tool finished; its result is in hand
 DROP: Final = "x.drop"                   # the call's reply was interrupted or superseded / timed out
@@ -132,6 +136,17 @@ def error_kind(code: str) -> str:
     if code in WARNING_CODES:
         return "/warning"
     return ""
+
+
+# Close codes that end a session for good however they come (protocol.md 1.4): 1008 is a policy
+# close (auth, capacity, resume refused, TTL); with or without a session.error first, a resume of
+# it cannot work. Every other code without session.ended (1006, 1011, 1009, 4xxx) is a drop (4.4).
+POLICY_CLOSE_CODES: Final = frozenset({1008})
+
+
+def close_key(code: int | None) -> str:
+    """The pseudo-event key of a socket that closed with ``code`` (None: no close frame)."""
+    return CLOSED_POLICY if code in POLICY_CLOSE_CODES else CLOSED
 
 
 def event_key(event: Any) -> str:
@@ -217,13 +232,17 @@ _CONNECTION: dict[Role, dict[Any, dict[str, Step]]] = {
             _C.ENDED: {"session.ended": (_C.ENDED, OK)},
         },
     ),
-    L: {   # the socket closed (or never opened): a drop unless the session ended first (4.4)
-        **{st: {CLOSED: (_C.DISCONNECTED, OK), CONNECT_FAILED: (_C.DISCONNECTED, OK)}
+    L: {   # the socket closed (or never opened): a drop unless the session ended first (4.4);
+        # a policy close (1008) is not a drop: the server ended the session, no resume (1.4)
+        **{st: {CLOSED: (_C.DISCONNECTED, OK), CONNECT_FAILED: (_C.DISCONNECTED, OK),
+                CLOSED_POLICY: (_C.FAILED, OK)}
            for st in (_C.IDLE, _C.AWAITING_READY, _C.RESUMING, _C.READY, _C.DISCONNECTED)},
-        _C.ENDING: {CLOSED: (_C.ENDED, OK), CONNECT_FAILED: (_C.ENDED, OK)},
-        _C.ENDED: {CLOSED: (_C.ENDED, OK), CONNECT_FAILED: (_C.ENDED, OK)},
-        _C.REFUSED: {CLOSED: (_C.REFUSED, OK), CONNECT_FAILED: (_C.REFUSED, OK)},
-        _C.FAILED: {CLOSED: (_C.FAILED, OK), CONNECT_FAILED: (_C.FAILED, OK)},
+        **{st: {CLOSED: (st, OK), CONNECT_FAILED: (st, OK), CLOSED_POLICY: (st, OK)}
+           for st in (_C.ENDED, _C.FAILED)},
+        _C.ENDING: {CLOSED: (_C.ENDED, OK), CONNECT_FAILED: (_C.ENDED, OK), CLOSED_POLICY: (_C.ENDED, OK)},
+        # the 1008 that follows session_not_found is the refusal itself: start afresh (6.7)
+        _C.REFUSED: {CLOSED: (_C.REFUSED, OK), CONNECT_FAILED: (_C.REFUSED, OK),
+                     CLOSED_POLICY: (_C.REFUSED, OK)},
     },
 }
 
