@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from voicecli.app.chat_devices import ChatDevices
 from voicecli.app.chat_mic import Mic
 from voicecli.app.chat_speaker import Cut, Speaker
 from voicecli.app.conversation import ConnectionSettings, Conversation
@@ -150,6 +151,11 @@ class _Chat:
         self.out_stream: devices.PlaybackStream | None = None
         self.in_stream: devices.CaptureStream | None = None
         self.speaker.out_latency = lambda: self.out_stream.latency_s if self.out_stream else 0.0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.devices = ChatDevices(opts.input_device, opts.output_device, sd, self._open_pair,
+                                   self._close_pair, clock)
+        self.devices.current = {"input": in_s, "output": out_s}
+        self.recovery: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -175,15 +181,27 @@ class _Chat:
 
     def _open_streams(self, loop: asyncio.AbstractEventLoop) -> None:
         opts, in_s, out_s = self.opts, self.in_s, self.out_s
-        self.out_stream = devices.PlaybackStream(out_s, loop, self.buffer, self._device_failed,
+        self.loop = loop
+        self._open_pair(in_s, out_s)
+        self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
+                           f"{out_s.device.name} ({out_s.rate} Hz)", "debug")
+        self.output.notice(ECHO_NOTICE[opts.echo], "info")
+
+    def _open_pair(self, in_s: devices.StreamSettings, out_s: devices.StreamSettings) -> None:
+        """Open the output, then the input stream (also :class:`ChatDevices`' reopen, from a thread)."""
+        opts, loop = self.opts, self.loop
+        assert loop is not None
+        self.out_stream = devices.PlaybackStream(out_s, loop, self.speaker.buffer, self._device_failed,
                                                  max(64, out_s.rate * opts.out_block_ms // 1000), self.sd,
                                                  ring=self.ring)
         self.in_stream = devices.CaptureStream(in_s, loop, self.mic.on_blocks, self._device_failed,
                                                max(64, in_s.rate * opts.in_block_ms // 1000),
                                                in_s.rate * opts.chunk_ms // 1000, self.sd)
-        self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
-                           f"{out_s.device.name} ({out_s.rate} Hz)", "debug")
-        self.output.notice(ECHO_NOTICE[opts.echo], "info")
+
+    def _close_pair(self) -> None:
+        for stream in (self.in_stream, self.out_stream):
+            if stream is not None:
+                stream.close()
 
     def _outcome(self) -> ExitStatus:
         """The chat's result for the exit map: a device failure, the conversation's failure,
@@ -212,6 +230,9 @@ class _Chat:
         """Every step runs whatever an earlier one raised: the streams close, the terminal is given
         back and the recording is written. A second Ctrl-C only cuts the wait for ``session.ended``."""
         try:
+            self.devices.closed = True
+            if self.recovery is not None:      # a reopen in progress: let its attempt finish
+                await asyncio.gather(self.recovery, return_exceptions=True)
             if self.in_stream is not None:
                 self.in_stream.close()
             for task in tasks:
@@ -331,9 +352,27 @@ class _Chat:
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     def _device_failed(self, message: str) -> None:
-        if self.failure is None:
-            self.failure = AudioDeviceError(message, DEVICE_HINT)
-        self.stop()
+        """A stream died or stalled: reopen the devices (:class:`ChatDevices`) and go on; the chat
+        fails (exit 6) only when none could be opened again within its bounded retry."""
+        if self.stop_requested.is_set() or self.failure is not None or self.devices.recovering:
+            return
+        self.recovery = asyncio.get_running_loop().create_task(self._recover(message))
+
+    async def _recover(self, message: str) -> None:
+        try:
+            done = await self.devices.recover(message)
+        except AudioDeviceError as exc:
+            if self.devices.closed:            # stopped meanwhile: the stop decides the outcome
+                return
+            if exc.hint is None or "voicecli devices" not in exc.hint:
+                exc.hint = DEVICE_HINT
+            self.failure = exc
+            self.stop()
+            return
+        self.in_s, self.out_s = done.input, done.output
+        self.mic.resync()
+        self.output.notice(done.line(), "warning")
+        self.output.client_event("device.reopened", **done.fields())
 
     # ------------------------------------------------------------------ server events
 
@@ -387,13 +426,15 @@ class _Chat:
             now = self.clock()
             blocks = (self.in_stream.blocks if self.in_stream else 0,
                       self.out_stream.blocks if self.out_stream else 0)
-            if blocks[0] != last_blocks[0] and blocks[1] != last_blocks[1]:
+            if self.devices.recovering:
+                last_blocks, last_change = (-1, -1), now
+            elif blocks[0] != last_blocks[0] and blocks[1] != last_blocks[1]:
                 last_blocks, last_change = blocks, now
             elif now - last_change > STALL_S:
                 which = "input" if blocks[0] == last_blocks[0] else "output"
                 self._device_failed(f"the {which} device stopped delivering audio for {STALL_S:g} s")
             for stream in (self.in_stream, self.out_stream):
-                if stream is not None:
+                if stream is not None and not self.devices.recovering:
                     stream.check_alive()
             for turn in self.speaker.poll():
                 self.output.client_event("metrics", scope="turn", **turn)

@@ -1,0 +1,78 @@
+"""Issue 10, device hot-swap: a chat whose device goes away mid-session reopens it, says so in one
+line, and the conversation goes on (the same session, the next reply heard on the speaker); only when
+no device can be opened at all does it exit 6 (``test_losing_the_sound_server_mid_chat_exits_6...``
+in test_chat_audio.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import EXAMPLES, Served, unit
+from tests.e2e.conftest import ChatProc
+from tests.e2e.pulse import VirtualAudio
+from tests.e2e.test_chat_audio import _best_correlation, _no_traceback, _read_raw
+from voicecli.server.tts import ToneTTS
+
+KEY = ("--api-key", "test-key")
+HELLO = EXAMPLES / "hello.wav"
+THANKS = EXAMPLES / "thanks.wav"
+SECOND = "I am fine, thank you for asking."
+
+
+def _streams_of(va: VirtualAudio, pid: int, what: str = "sink-inputs") -> list[str]:
+    """Indexes of the sink inputs (or source outputs) the process ``pid`` has open."""
+    head = "Sink Input #" if what == "sink-inputs" else "Source Output #"
+    return [block.split("\n", 1)[0].strip() for block in va.pactl("list", what).split(head)[1:]
+            if f'application.process.id = "{pid}"' in block]
+
+
+def _tone(text: str) -> np.ndarray:
+    return np.frombuffer(ToneTTS().synthesize(text).pcm, dtype="<i2").astype(np.float32) / 32768
+
+
+def test_a_killed_speaker_stream_is_reopened_and_the_chat_goes_on(vaudio: VirtualAudio, scripted_server: Served,
+                                                                  tmp_path: Path) -> None:
+    """The sound server drops the chat's playback stream mid-reply (what PortAudio sees when the device
+    under it goes away and nothing can take the stream over): the chat reopens within a second, says so
+    once, the reply goes on, and the next turn's reply is heard on the speaker."""
+    module = vaudio.pactl("load-module", "module-cli-protocol-unix").strip()   # for pacmd
+    spk = tmp_path / "speaker.raw"
+    rec = vaudio.record_speaker(spk)
+    chat = ChatProc(vaudio.env, "--url", scripted_server.at(scenario="echo"), *KEY, "--no-ui", "--json",
+                    "--echo", "off")
+    try:
+        chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
+        vaudio.play(HELLO).wait(unit(10))
+        chat.wait_for(lambda e: e["type"] == "voicecli.metrics", timeout=20, what="the first reply heard")
+        [stream] = _streams_of(vaudio, chat.proc.pid)
+        killed_at = time.monotonic()
+        subprocess.run(["pacmd", "kill-sink-input", stream], env=vaudio.env, check=True, timeout=10,
+                       capture_output=True)
+        reopened = chat.wait_for(lambda e: e["type"] == "voicecli.device.reopened", timeout=5, what="the reopen")
+        assert reopened["_received"] - killed_at < unit(1.5), reopened
+        first = chat.wait_for(lambda e: e["type"] == "voicecli.reply.heard", timeout=20, what="the first reply")
+        assert _streams_of(vaudio, chat.proc.pid) not in ([], [stream])       # a new stream plays
+        vaudio.play(THANKS).wait(unit(10))
+        second = chat.wait_for(lambda e: e["type"] == "voicecli.reply.heard" and e["text"] == SECOND,
+                               timeout=20, what="the reply after the reopen")
+        time.sleep(0.3)
+        code = chat.interrupt()
+    finally:
+        chat.kill()
+        rec.terminate()
+        rec.wait()
+        vaudio.pactl("unload-module", module, check=False)
+    assert code == 130, chat.stderr
+    _no_traceback(chat)
+    assert first["interrupted"] is False and second["interrupted"] is False
+    assert len(chat.of_type("session.ready")) == 1                          # the same session throughout
+    assert reopened["output"] and reopened["output_rate"] > 0 and reopened["took_ms"] < 1000, reopened
+    lines = [line for line in chat.stderr.splitlines() if "reopened" in line]
+    assert len(lines) == 1 and "audio device lost" in lines[0] and "the conversation goes on" in lines[0], \
+        chat.stderr
+    assert not [line for line in chat.stderr.splitlines() if line.startswith("voicecli: error:")]
+    assert _best_correlation(_read_raw(spk), _tone(SECOND)) > 0.9          # the next reply was heard
