@@ -76,3 +76,52 @@ def test_a_killed_speaker_stream_is_reopened_and_the_chat_goes_on(vaudio: Virtua
         chat.stderr
     assert not [line for line in chat.stderr.splitlines() if line.startswith("voicecli: error:")]
     assert _best_correlation(_read_raw(spk), _tone(SECOND)) > 0.9          # the next reply was heard
+
+
+def test_a_removed_and_re_added_sink_is_followed_and_the_next_reply_is_heard(scripted_server: Served,
+                                                                             tmp_path: Path) -> None:
+    """Through a sound server the stream outlives its sink: unloading the sink the chat plays to makes
+    the server move it to its default, re-adding it moves it back. The chat says so (one line each,
+    ``voicecli.device.moved``), keeps the session, and the next reply is heard on the re-added sink."""
+    from tests.e2e.conftest import require_audio
+    require_audio()
+    va = VirtualAudio().start()     # a daemon of its own: this test removes its speaker
+    # a second speaker the server prefers over the mic feed as the fallback (a "sound" class device, like
+    # laptop speakers); vspk stays the configured default, so it gets its streams back when it returns
+    va.pactl("load-module", "module-null-sink", "sink_name=backup", "rate=24000", "channels=1",
+             "sink_properties='device.description=BackupSpeaker device.class=sound'")
+    spk = tmp_path / "speaker.raw"
+    rec = None
+    chat = ChatProc(va.env, "--url", scripted_server.at(scenario="echo"), *KEY, "--no-ui", "--json",
+                    "--echo", "off")
+    try:
+        chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
+        time.sleep(1.0)
+        [module] = [line.split("\t")[0] for line in va.pactl("list", "short", "modules").splitlines()
+                    if "module-null-sink" in line and "sink_name=vspk" in line]
+        va.pactl("unload-module", module)
+        away = chat.wait_for(lambda e: e["type"] == "voicecli.device.moved", timeout=5, what="the move away")
+        va.pactl("load-module", "module-null-sink", "sink_name=vspk", "rate=24000", "channels=1",
+                 "sink_properties=device.description=VirtualSpeaker")
+        back = chat.wait_for(lambda e: e["type"] == "voicecli.device.moved" and e is not away, timeout=5,
+                             what="the move back")
+        rec = va.record_speaker(spk)
+        time.sleep(0.3)
+        va.play(HELLO).wait(unit(10))
+        heard = chat.wait_for(lambda e: e["type"] == "voicecli.reply.heard", timeout=20, what="the reply")
+        time.sleep(0.3)
+        code = chat.interrupt()
+    finally:
+        chat.kill()
+        if rec is not None:
+            rec.terminate()
+            rec.wait()
+        va.stop()
+    assert code == 130, chat.stderr
+    _no_traceback(chat)
+    assert (away["stream"], away["from"], away["to"]) == ("output", "VirtualSpeaker", "BackupSpeaker"), away
+    assert (back["stream"], back["from"], back["to"]) == ("output", "BackupSpeaker", "VirtualSpeaker"), back
+    lines = [line for line in chat.stderr.splitlines() if "the sound server moved it" in line]
+    assert len(lines) == 2 and "speaker now on 'BackupSpeaker'" in lines[0], chat.stderr
+    assert len(chat.of_type("session.ready")) == 1 and heard["interrupted"] is False
+    assert _best_correlation(_read_raw(spk), _tone(heard["text"])) > 0.9     # heard on the re-added sink

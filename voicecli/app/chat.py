@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from voicecli.app.chat_devices import ChatDevices
+from voicecli.app.chat_devices import ChatDevices, moved_line
 from voicecli.app.chat_mic import Mic
 from voicecli.app.chat_speaker import Cut, Speaker
 from voicecli.app.conversation import ConnectionSettings, Conversation
@@ -183,6 +183,7 @@ class _Chat:
         opts, in_s, out_s = self.opts, self.in_s, self.out_s
         self.loop = loop
         self._open_pair(in_s, out_s)
+        self.devices.watch(loop, self._device_moved)
         self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
                            f"{out_s.device.name} ({out_s.rate} Hz)", "debug")
         self.output.notice(ECHO_NOTICE[opts.echo], "info")
@@ -230,7 +231,7 @@ class _Chat:
         """Every step runs whatever an earlier one raised: the streams close, the terminal is given
         back and the recording is written. A second Ctrl-C only cuts the wait for ``session.ended``."""
         try:
-            self.devices.closed = True
+            self.devices.close()
             if self.recovery is not None:      # a reopen in progress: let its attempt finish
                 await asyncio.gather(self.recovery, return_exceptions=True)
             if self.in_stream is not None:
@@ -357,6 +358,10 @@ class _Chat:
         if self.stop_requested.is_set() or self.failure is not None or self.devices.recovering:
             return
         self.recovery = asyncio.get_running_loop().create_task(self._recover(message))
+
+    def _device_moved(self, kind: str, before: str, now_on: str) -> None:
+        self.output.notice(moved_line(kind, before, now_on), "warning")
+        self.output.client_event("device.moved", stream=kind, **{"from": before, "to": now_on})
 
     async def _recover(self, message: str) -> None:
         try:

@@ -13,21 +13,29 @@ The conversation is untouched: the jitter buffer, the playback pipeline and the 
 the chat, not in the streams, so a reply that was playing continues from where the old stream left
 it, and the mic's audio clock is re-anchored (:meth:`~voicecli.app.chat_mic.Mic.resync`). A device
 that comes back at another rate gets its pipeline rebuilt (``on_rate``).
+
+Through a sound server (PulseAudio, PipeWire) the stream survives its device: the server moves it to
+another device (its default) when the device goes away, and back when it returns. PortAudio sees
+nothing; :meth:`ChatDevices.watch` follows the server's events (``pactl subscribe``, a sleeping
+thread) and reports each move of the chat's streams in one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from voicecli.audio import devices
+from voicecli.audio import devices, soundserver
 from voicecli.errors import AudioDeviceError, VoicecliError
 
 REOPEN_S = 5.0          # give up (exit 6) when no device opens for this long
 RETRY_EVERY_S = 0.25
+MOVE_CHECK_S = 0.3      # after a sound-server event, ask where the streams are (events come in bursts)
+WHO = {"input": "mic", "output": "speaker"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,12 @@ class Reopened:
                 "output_rate": o.rate, "took_ms": round(self.took_s * 1000), "attempts": self.attempts}
 
 
+def moved_line(kind: str, before: str, now_on: str) -> str:
+    """The ONE line for a stream the sound server moved."""
+    return (f"{WHO[kind]} now on {now_on!r} (the sound server moved it from {before!r}: a device went "
+            "away, came back or was switched)")
+
+
 Opener = Callable[[devices.StreamSettings, devices.StreamSettings], None]
 
 
@@ -73,6 +87,12 @@ class ChatDevices:
         self.recovering = False
         self.closed = False          # the chat is shutting down: stop trying, close what opens
         self.reopened = 0
+        self.watcher: soundserver.Watcher | None = None
+        self.placed: dict[str, str] = {}           # kind -> the sound-server device it is on now
+        self.move_checks = 0
+        self._pending: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_moved: Callable[[str, str, str], None] | None = None
 
     def resolve(self) -> tuple[devices.StreamSettings, devices.StreamSettings]:
         """The first resolution (errors propagate: a missing device at start is exit 6 at once)."""
@@ -145,3 +165,47 @@ class ChatDevices:
             raise AudioDeviceError(f"{reason} (the chat stopped while reopening the devices)")
         finally:
             self.recovering = False
+
+    # -- through a sound server: follow its moves ----------------------------------------------
+    def watch(self, loop: asyncio.AbstractEventLoop, on_moved: Callable[[str, str, str], None]) -> bool:
+        """If a stream goes through a sound server, report where the server moves it:
+        ``on_moved(kind, from, to)`` (device descriptions) on the loop. False when there is nothing
+        to watch (or no pactl)."""
+        if not any(s.device.sound_server for s in self.current.values()):
+            return False
+        self._loop, self._on_moved = loop, on_moved
+        watcher = soundserver.Watcher(lambda: loop.call_soon_threadsafe(self._poke))
+        if not watcher.start():
+            return False
+        self.watcher = watcher
+        self._poke()                      # where the streams start
+        return True
+
+    def _poke(self) -> None:
+        if self._pending is None and not self.closed and self._loop is not None:
+            self._pending = self._loop.call_later(MOVE_CHECK_S, self._spawn_check)
+
+    def _spawn_check(self) -> None:
+        self._pending = None
+        if self._loop is not None and not self.closed:
+            task = self._loop.create_task(self._check())
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _check(self) -> None:
+        self.move_checks += 1
+        where = await asyncio.to_thread(soundserver.streams_of, os.getpid())
+        for kind, now_on in where.items():
+            before = self.placed.get(kind)
+            self.placed[kind] = now_on
+            if before is not None and before != now_on and self._on_moved is not None and not self.closed:
+                self._on_moved(kind, before, now_on)
+
+    def close(self) -> None:
+        """Stop watching (the streams are the chat's to close)."""
+        self.closed = True
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None

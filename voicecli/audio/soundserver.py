@@ -100,3 +100,79 @@ def running() -> bool:
 def route(device: ServerDevice) -> None:
     """Make streams opened from now on through the ``pulse`` PCM use ``device``."""
     os.environ["PULSE_SOURCE" if device.kind == "input" else "PULSE_SINK"] = device.name
+
+
+SUBSCRIBE_EVENT = re.compile(r"^Event '(new|remove|change)' on (sink|source|sink-input|source-output) #\d+")
+
+
+def streams_of(pid: int) -> dict[str, str]:
+    """Where the sound server has this process's streams: ``{"output": sink description, "input":
+    source description}`` (a kind is missing when the process has no such stream, or the server
+    cannot be asked)."""
+    found: dict[str, str] = {}
+    kinds = (("output", "sink-inputs", "Sink Input #", "Sink", "sinks"),
+             ("input", "source-outputs", "Source Output #", "Source", "sources"))
+    for kind, what, head, field, devs in kinds:
+        text = _pactl("list", what)
+        if not text:
+            continue
+        index = None
+        for block in text.split(head)[1:]:
+            if f'application.process.id = "{pid}"' in block:
+                m = re.search(rf"^\t{field}: (\d+)$", block, flags=re.M)
+                index = m.group(1) if m else None
+        if index is None:
+            continue
+        short = _pactl("list", "short", devs) or ""
+        names = dict(line.split("\t")[:2] for line in short.splitlines() if line.count("\t") >= 1)
+        name = names.get(index)
+        if name is None:
+            continue
+        listed = parse_pactl(_pactl("list", devs) or "", kind, None)
+        found[kind] = next((d.description for d in listed if d.name == name), name)
+    return found
+
+
+class Watcher:
+    """``pactl subscribe`` in a thread: ``on_event()`` (from that thread) for every sink/source or
+    stream added, removed or changed. The thread sleeps in a blocking read: no polling, no cost
+    while nothing happens. :meth:`start` is False where there is no pactl."""
+
+    def __init__(self, on_event: Any) -> None:
+        self.on_event = on_event
+        self.proc: subprocess.Popen[str] | None = None
+        self.thread: Any = None
+
+    def start(self) -> bool:
+        import threading
+        if shutil.which("pactl") is None:
+            return False
+        try:
+            self.proc = subprocess.Popen(["pactl", "subscribe"], stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+                                         env=dict(os.environ, LC_ALL="C"))
+        except OSError:
+            return False
+        self.thread = threading.Thread(target=self._read, name="voicecli-pactl-subscribe", daemon=True)
+        self.thread.start()
+        return True
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if SUBSCRIBE_EVENT.match(line):
+                self.on_event()
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if self.thread is not None:
+                self.thread.join(1.0)          # EOF ends it
+            if proc.stdout is not None and (self.thread is None or not self.thread.is_alive()):
+                proc.stdout.close()
