@@ -359,6 +359,28 @@ class _Chat:
             return
         self.recovery = asyncio.get_running_loop().create_task(self._recover(message))
 
+    def _rerate(self, in_s: devices.StreamSettings, out_s: devices.StreamSettings) -> None:
+        """Devices reopened at other rates (the old one was not offered): rebuild what depends on the
+        rate. A reply playing is cut cleanly (heard so far, its late audio gated), as by a barge-in."""
+        old_in, old_out = self.in_s, self.out_s
+        self.in_s, self.out_s = in_s, out_s
+        if out_s.rate != old_out.rate:
+            for rid in self.speaker.barge_in_targets(self.conv.session.current_reply):
+                cut = self.speaker.cut(rid)
+                if cut is not None:
+                    self.view.interrupted(rid, cut.played_ms)
+                    self.output.client_event("reply.cut", reply_id=rid, played_ms=round(cut.played_ms, 1),
+                                             reason=f"the speaker came back at {out_s.rate} Hz")
+            self.speaker.rerate(out_s.rate)
+            self.buffer = self.speaker.buffer
+            if self.ring is not None:
+                self.ring = FarEndRing(out_s.rate)
+            if self.out_stream is not None:
+                self.out_stream.buffer, self.out_stream.ring = self.buffer, self.ring
+        if (in_s.rate, in_s.channels) != (old_in.rate, old_in.channels) or out_s.rate != old_out.rate:
+            self.aec = EchoCanceller(self.ring, in_s.rate) if self.ring is not None else None
+            self.mic.rerate(in_s.rate, in_s.channels, self.aec)
+
     def _device_moved(self, kind: str, before: str, now_on: str) -> None:
         self.output.notice(moved_line(kind, before, now_on), "warning")
         self.output.client_event("device.moved", stream=kind, **{"from": before, "to": now_on})
@@ -374,7 +396,7 @@ class _Chat:
             self.failure = exc
             self.stop()
             return
-        self.in_s, self.out_s = done.input, done.output
+        self._rerate(done.input, done.output)
         self.mic.resync()
         self.output.notice(done.line(), "warning")
         self.output.client_event("device.reopened", **done.fields())

@@ -52,6 +52,14 @@ class Mic:
         self._t0: float | None = None      # capture time of the first sample
         self._frames = 0                   # 24 kHz frames produced so far
 
+    def rerate(self, rate: int, channels: int, aec: EchoCanceller | None) -> None:
+        """The input device was reopened at another rate or channel count (a hot-swap): a new
+        capture pipeline for it (and ``aec``, a canceller for the new rate, or None)."""
+        self.aec = aec
+        self.capture = CapturePipeline(rate, channels, self.capture.chunk_ms,
+                                       aec.process if aec is not None else self.capture.processor)
+        self.resync()
+
     def resync(self) -> None:
         """The input stream was reopened (a device hot-swap): the capture clock restarts, so the
         next block re-anchors the user-audio clock (the recording keeps its timeline across the gap)."""

@@ -115,6 +115,16 @@ class Speaker:
         self.record(reply_id)
         return Cut(reply_id, played, flushed * 1000 / self.buffer.rate)
 
+    def rerate(self, rate: int) -> None:
+        """The output device was reopened at another rate (a hot-swap): a new, empty buffer and
+        resampler at ``rate`` (the caller cut what was playing; those cuts stay gated)."""
+        old = self.buffer
+        self.buffer = JitterBuffer(rate, round(old.prebuffer_frames * 1000 / old.rate),
+                                   round(old.max_frames * 1000 / old.rate))
+        for rid in old.gated_ids():
+            self.buffer.interrupt(rid)
+        self.playback = PlaybackPipeline(self.buffer, rate)
+
     # -- play-out (ticker) -----------------------------------------------------------------
     def poll(self) -> list[dict[str, object]]:
         """Note replies whose first sample was heard; returns the per-turn latency figures."""
