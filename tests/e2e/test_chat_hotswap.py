@@ -76,6 +76,11 @@ def test_a_killed_speaker_stream_is_reopened_and_the_chat_goes_on(vaudio: Virtua
         chat.stderr
     assert not [line for line in chat.stderr.splitlines() if line.startswith("voicecli: error:")]
     assert _best_correlation(_read_raw(spk), _tone(SECOND)) > 0.9          # the next reply was heard
+    summary = [e for e in chat.of_type("voicecli.metrics") if e["scope"] == "session"][-1]
+    assert summary["device_reopens"] == 1, summary
+    # the sound server's events are few: a handful of `pactl list` rounds, not a poll
+    print("device checks:", summary["device_checks"])
+    assert summary["device_checks"] <= 5, summary
 
 
 def test_a_removed_and_re_added_sink_is_followed_and_the_next_reply_is_heard(scripted_server: Served,

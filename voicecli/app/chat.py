@@ -531,6 +531,7 @@ class _Chat:
             output_status_flags=self.out_stream.status_flags if self.out_stream else 0,
             device_underflows=self._device_flags("underflows"),
             device_overflows=self._device_flags("overflows"),
+            device_reopens=self.devices.reopened, device_checks=self.devices.move_checks,
             echo=self.opts.echo, **({"aec": self.aec.stats()} if self.aec else {}))
         if summary["turns"]:
             t, srv, loc = summary["total_ms"], summary["server_ms"], summary["local_ms"]

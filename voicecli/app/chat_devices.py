@@ -161,6 +161,7 @@ class ChatDevices:
                     continue
                 self.current = {"input": in_s, "output": out_s}
                 self.reopened += 1
+                self._poke()                  # where the new streams are (their events count from then)
                 return Reopened(reason, in_s, out_s, self.clock() - start, attempts)
             raise AudioDeviceError(f"{reason} (the chat stopped while reopening the devices)")
         finally:
@@ -194,7 +195,9 @@ class ChatDevices:
     async def _check(self) -> None:
         self.move_checks += 1
         where = await asyncio.to_thread(soundserver.streams_of, os.getpid())
-        for kind, now_on in where.items():
+        if self.watcher is not None:
+            self.watcher.streams = {key for _, key in where.values()}
+        for kind, (now_on, _) in where.items():
             before = self.placed.get(kind)
             self.placed[kind] = now_on
             if before is not None and before != now_on and self._on_moved is not None and not self.closed:

@@ -102,34 +102,39 @@ def route(device: ServerDevice) -> None:
     os.environ["PULSE_SOURCE" if device.kind == "input" else "PULSE_SINK"] = device.name
 
 
-SUBSCRIBE_EVENT = re.compile(r"^Event '(new|remove|change)' on (sink|source|sink-input|source-output) #\d+")
+SUBSCRIBE_EVENT = re.compile(r"^Event '(new|remove|change)' on (sink|source|sink-input|source-output) #(\d+)")
 
 
-def streams_of(pid: int) -> dict[str, str]:
-    """Where the sound server has this process's streams: ``{"output": sink description, "input":
-    source description}`` (a kind is missing when the process has no such stream, or the server
-    cannot be asked)."""
-    found: dict[str, str] = {}
-    kinds = (("output", "sink-inputs", "Sink Input #", "Sink", "sinks"),
-             ("input", "source-outputs", "Source Output #", "Source", "sources"))
-    for kind, what, head, field, devs in kinds:
-        text = _pactl("list", what)
-        if not text:
+def _devices_by_index(what: str) -> dict[str, str]:
+    """``{index: description}`` of the sinks or sources (one ``pactl list``)."""
+    found = {}
+    for block in re.split(r"^(?=(?:Source|Sink) #\d+\s*$)", _pactl("list", what) or "", flags=re.M):
+        head = re.match(r"(?:Source|Sink) #(\d+)", block)
+        if head is None:
             continue
-        index = None
-        for block in text.split(head)[1:]:
+        fields = dict(re.findall(r"^\t([A-Za-z ]+): (.*)$", block, flags=re.M))
+        found[head.group(1)] = fields.get("Description", "").strip() or fields.get("Name", "").strip()
+    return found
+
+
+def streams_of(pid: int) -> dict[str, tuple[str, str]]:
+    """Where the sound server has this process's streams: ``{"output": (sink description, "sink-input
+    #N"), "input": (source description, "source-output #N")}`` (a kind is missing when the process has
+    no such stream, or the server cannot be asked). Two ``pactl list`` calls per kind."""
+    found: dict[str, tuple[str, str]] = {}
+    kinds = (("output", "sink-inputs", "Sink Input #", "Sink", "sinks", "sink-input"),
+             ("input", "source-outputs", "Source Output #", "Source", "sources", "source-output"))
+    for kind, what, head, field, devs, facility in kinds:
+        mine = None
+        for block in (_pactl("list", what) or "").split(head)[1:]:
             if f'application.process.id = "{pid}"' in block:
                 m = re.search(rf"^\t{field}: (\d+)$", block, flags=re.M)
-                index = m.group(1) if m else None
-        if index is None:
-            continue
-        short = _pactl("list", "short", devs) or ""
-        names = dict(line.split("\t")[:2] for line in short.splitlines() if line.count("\t") >= 1)
-        name = names.get(index)
-        if name is None:
-            continue
-        listed = parse_pactl(_pactl("list", devs) or "", kind, None)
-        found[kind] = next((d.description for d in listed if d.name == name), name)
+                if m:
+                    mine = (m.group(1), f"{facility} #{block.split(chr(10), 1)[0].strip()}")
+        if mine is not None:
+            desc = _devices_by_index(devs).get(mine[0])
+            if desc:
+                found[kind] = (desc, mine[1])
     return found
 
 
@@ -140,6 +145,7 @@ class Watcher:
 
     def __init__(self, on_event: Any) -> None:
         self.on_event = on_event
+        self.streams: set[str] = set()     # "sink-input #N": the streams whose events count
         self.proc: subprocess.Popen[str] | None = None
         self.thread: Any = None
 
@@ -160,8 +166,19 @@ class Watcher:
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
-            if SUBSCRIBE_EVENT.match(line):
+            if self.relevant(line):
                 self.on_event()
+
+    def relevant(self, line: str) -> bool:
+        """A device added or removed, or anything happening to one of :attr:`streams` (a move). Not
+        other programs' streams, nor state changes (those come often on a busy desktop)."""
+        m = SUBSCRIBE_EVENT.match(line)
+        if m is None:
+            return False
+        event, facility, index = m.groups()
+        if facility in ("sink", "source"):
+            return event != "change"
+        return f"{facility} #{index}" in self.streams
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
