@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from voicecli.app.latency import LatencyTracker
 from voicecli.app.recording import ChatRecorder
@@ -156,3 +157,69 @@ class Speaker:
             first = self.buffer.first_played_at(reply_id)
             self.recorder.agent_played(reply_id, None if first is None else first + self.out_latency(),
                                        self.buffer.played_ms(reply_id))
+
+
+class ReplyPlayer:
+    """``ask --play``: the agent's audio on a speaker as it arrives, through the chat's parts (a
+    :class:`Speaker` over a :class:`~voicecli.audio.jitter.JitterBuffer`, a callback
+    :class:`~voicecli.audio.devices.PlaybackStream`). It listens to the session's verdicts like chat
+    does: stale or interrupted audio is not played, an interrupted reply (or the user's speech, e.g.
+    ``--barge-in-after``) is cut. :meth:`open` resolves and opens the device (AudioDeviceError, exit 6,
+    before anything is sent); :meth:`drain` waits until what arrived has been played."""
+
+    PREBUFFER_MS = 120        # ask is not interactive: a little more cushion than chat's 60 ms
+    BLOCK_MS = 20
+
+    def __init__(self, device: str | None, clock: Callable[[], float]) -> None:
+        self.device, self.clock = device, clock
+        self.stream: Any = None
+        self.speaker: Speaker | None = None
+        self.failure: str | None = None
+
+    def open(self, loop: Any) -> str:
+        """Open the speaker; returns its name for the notice."""
+        from voicecli.audio import devices
+        sd = devices.backend()
+        out_s = devices.resolve_stream(self.device, "output", sd, "int16")
+        buffer = JitterBuffer(out_s.rate, self.PREBUFFER_MS, 60000)
+        self.speaker = Speaker(buffer, out_s.rate, self.clock)
+        self.stream = devices.PlaybackStream(out_s, loop, buffer, self._failed,
+                                             max(64, out_s.rate * self.BLOCK_MS // 1000), sd)
+        return f"{out_s.device.name} ({out_s.rate} Hz)"
+
+    def _failed(self, message: str) -> None:
+        self.failure = message
+
+    def on_event(self, rec: Any) -> None:
+        """A conversation listener (the session's verdicts, see :class:`Received`)."""
+        from voicecli.protocol.events import InputSpeechStarted, ReplyAudio, ReplyDone
+        spk, ev, rid = self.speaker, rec.event, rec.reply_id or ""
+        if spk is None:
+            return
+        if isinstance(ev, ReplyAudio):
+            if not rec.stale and not rec.interrupted:
+                spk.audio(rid, ev.data)
+        elif rec.newly_interrupted:
+            spk.cut(rid)
+        elif isinstance(ev, InputSpeechStarted) and not rec.stale:
+            for target in spk.barge_in_targets(None):
+                spk.cut(target)
+        elif isinstance(ev, ReplyDone) and not rec.interrupted:
+            spk.done(rid)
+
+    async def drain(self, limit_s: float = 120.0) -> None:
+        """Wait until the buffer has played out (bounded; a stopped device ends the wait)."""
+        import asyncio
+        if self.speaker is None:
+            return
+        buffer, deadline = self.speaker.buffer, self.clock() + limit_s
+        while (buffer.depth_frames > 0 or buffer.audible) and self.failure is None \
+                and self.clock() < deadline:
+            await asyncio.sleep(0.02)
+        lat = self.stream.latency_s if self.stream is not None else 0.0
+        await asyncio.sleep(min(lat, 0.5))       # what the device still holds
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
