@@ -130,3 +130,33 @@ def test_a_removed_and_re_added_sink_is_followed_and_the_next_reply_is_heard(scr
     assert len(lines) == 2 and "speaker now on 'BackupSpeaker'" in lines[0], chat.stderr
     assert len(chat.of_type("session.ready")) == 1 and heard["interrupted"] is False
     assert _best_correlation(_read_raw(spk), _tone(heard["text"])) > 0.9     # heard on the re-added sink
+
+
+def test_the_reopen_is_one_line_on_the_live_screen_and_the_reply_goes_on(vaudio: VirtualAudio,
+                                                                         tmp_path: Path) -> None:
+    """The live view (tmux): the speaker's stream is dropped while the agent speaks a 6 s greeting;
+    one line says the device was reopened, the greeting keeps coming (later words still appear), and
+    `q` ends the chat with exit 0."""
+    from tests.e2e.test_chat_terminal import TmuxChat
+    from tests.hostile_server import HostileServer, Hostility
+    module = vaudio.pactl("load-module", "module-cli-protocol-unix").strip()
+    try:
+        with HostileServer(Hostility(greet_ms=6000)) as srv:
+            chat = TmuxChat(vaudio.env, tmp_path, "--url", srv.url, "--api-key", "k", "--echo", "off")
+            try:
+                chat.wait_for("word2")
+                [stream] = _streams_of(vaudio, chat.pid)
+                subprocess.run(["pacmd", "kill-sink-input", stream], env=vaudio.env, check=True, timeout=10,
+                               capture_output=True)
+                chat.wait_for("reopened in", timeout=5)
+                chat.wait_for("word12", timeout=15)               # the greeting went on
+                chat.type("q")
+                code = chat.wait(timeout=15)
+                whole = chat.screen()
+            finally:
+                chat.close()
+    finally:
+        vaudio.pactl("unload-module", module, check=False)
+    assert code == 0, whole
+    assert whole.count("audio device lost") == 1 and whole.count("reopened in") == 1, whole
+    assert "the conversation goes on" in " ".join(whole.split()), whole     # (rich wraps the line)

@@ -150,7 +150,9 @@ class ChatDevices:
                 attempts += 1
                 try:
                     in_s, out_s = await asyncio.to_thread(self._attempt)
-                except AudioDeviceError as exc:
+                except Exception as error:  # PortAudio may fail in ways of its own: each is one failed try
+                    exc = error if isinstance(error, AudioDeviceError) else \
+                        AudioDeviceError(f"{type(error).__name__}: {error}")
                     if self.closed:
                         raise
                     if self.clock() - start + RETRY_EVERY_S > self.reopen_s:
