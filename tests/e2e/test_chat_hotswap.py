@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import EXAMPLES, Served, unit
 from tests.e2e.conftest import ChatProc
@@ -34,11 +35,13 @@ def _tone(text: str) -> np.ndarray:
     return np.frombuffer(ToneTTS().synthesize(text).pcm, dtype="<i2").astype(np.float32) / 32768
 
 
-def test_a_killed_speaker_stream_is_reopened_and_the_chat_goes_on(vaudio: VirtualAudio, scripted_server: Served,
-                                                                  tmp_path: Path) -> None:
-    """The sound server drops the chat's playback stream mid-reply (what PortAudio sees when the device
-    under it goes away and nothing can take the stream over): the chat reopens within a second, says so
-    once, the reply goes on, and the next turn's reply is heard on the speaker."""
+@pytest.mark.parametrize("what", ["sink-inputs", "source-outputs"])
+def test_a_killed_stream_is_reopened_and_the_chat_goes_on(vaudio: VirtualAudio, scripted_server: Served,
+                                                          tmp_path: Path, what: str) -> None:
+    """The sound server drops the chat's playback (or capture) stream mid-reply (what PortAudio sees when
+    the device under it goes away and nothing can take the stream over): the chat reopens within a
+    second, says so once, the reply goes on, and the next turn (spoken into the reopened mic) gets its
+    reply heard on the speaker."""
     module = vaudio.pactl("load-module", "module-cli-protocol-unix").strip()   # for pacmd
     spk = tmp_path / "speaker.raw"
     rec = vaudio.record_speaker(spk)
@@ -48,14 +51,14 @@ def test_a_killed_speaker_stream_is_reopened_and_the_chat_goes_on(vaudio: Virtua
         chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
         vaudio.play(HELLO).wait(unit(10))
         chat.wait_for(lambda e: e["type"] == "voicecli.metrics", timeout=20, what="the first reply heard")
-        [stream] = _streams_of(vaudio, chat.proc.pid)
+        [stream] = _streams_of(vaudio, chat.proc.pid, what)
         killed_at = time.monotonic()
-        subprocess.run(["pacmd", "kill-sink-input", stream], env=vaudio.env, check=True, timeout=10,
+        subprocess.run(["pacmd", "kill-" + what[:-1], stream], env=vaudio.env, check=True, timeout=10,
                        capture_output=True)
         reopened = chat.wait_for(lambda e: e["type"] == "voicecli.device.reopened", timeout=5, what="the reopen")
         assert reopened["_received"] - killed_at < unit(1.5), reopened
         first = chat.wait_for(lambda e: e["type"] == "voicecli.reply.heard", timeout=20, what="the first reply")
-        assert _streams_of(vaudio, chat.proc.pid) not in ([], [stream])       # a new stream plays
+        assert _streams_of(vaudio, chat.proc.pid, what) not in ([], [stream])       # a new stream runs
         vaudio.play(THANKS).wait(unit(10))
         second = chat.wait_for(lambda e: e["type"] == "voicecli.reply.heard" and e["text"] == SECOND,
                                timeout=20, what="the reply after the reopen")
