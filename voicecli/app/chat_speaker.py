@@ -169,6 +169,7 @@ class ReplyPlayer:
 
     PREBUFFER_MS = 120        # ask is not interactive: a little more cushion than chat's 60 ms
     BLOCK_MS = 20
+    STALL_S = 2.0             # no device callback for this long while draining: give up on the rest
 
     def __init__(self, device: str | None, clock: Callable[[], float]) -> None:
         self.device, self.clock = device, clock
@@ -213,9 +214,15 @@ class ReplyPlayer:
         if self.speaker is None:
             return
         buffer, deadline = self.speaker.buffer, self.clock() + limit_s
+        blocks, moved = -1, self.clock()
         while (buffer.depth_frames > 0 or buffer.audible) and self.failure is None \
                 and self.clock() < deadline:
             await asyncio.sleep(0.02)
+            now = self.clock()
+            if self.stream is None or self.stream.blocks != blocks:
+                blocks, moved = (self.stream.blocks if self.stream is not None else -1), now
+            elif now - moved > self.STALL_S:
+                self.failure = f"the speaker stopped playing for {self.STALL_S:g} s"
         lat = self.stream.latency_s if self.stream is not None else 0.0
         await asyncio.sleep(min(lat, 0.5))       # what the device still holds
 
