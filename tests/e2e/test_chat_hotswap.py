@@ -78,6 +78,7 @@ def test_a_killed_stream_is_reopened_and_the_chat_goes_on(vaudio: VirtualAudio, 
     assert len(lines) == 1 and "audio device lost" in lines[0] and "the conversation goes on" in lines[0], \
         chat.stderr
     assert not [line for line in chat.stderr.splitlines() if line.startswith("voicecli: error:")]
+    assert "pa_linux_alsa" not in chat.stderr, chat.stderr                # PortAudio's own C prints
     assert _best_correlation(_read_raw(spk), _tone(SECOND)) > 0.9          # the next reply was heard
     summary = [e for e in chat.of_type("voicecli.metrics") if e["scope"] == "session"][-1]
     assert summary["device_reopens"] == 1, summary
@@ -163,3 +164,4 @@ def test_the_reopen_is_one_line_on_the_live_screen_and_the_reply_goes_on(vaudio:
     assert code == 0, whole
     assert whole.count("audio device lost") == 1 and whole.count("reopened in") == 1, whole
     assert "the conversation goes on" in " ".join(whole.split()), whole     # (rich wraps the line)
+    assert "pa_linux_alsa" not in whole and "Expression" not in whole, whole  # PortAudio's own C prints

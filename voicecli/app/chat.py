@@ -163,6 +163,7 @@ class _Chat:
         loop = asyncio.get_running_loop()
         tasks: list[asyncio.Task[Any]] = []
         self._install_signals(loop)
+        restore_c_stderr = devices.quiet_c_stderr()
         try:
             self._open_streams(loop)
             if not await self._until_stopped(self.conv.open()):
@@ -177,7 +178,10 @@ class _Chat:
                 self.output.notice("the server ended the session", "info")
             return self._outcome()
         finally:
-            await self._shutdown(tasks, loop)
+            try:
+                await self._shutdown(tasks, loop)
+            finally:
+                restore_c_stderr()
 
     def _open_streams(self, loop: asyncio.AbstractEventLoop) -> None:
         opts, in_s, out_s = self.opts, self.in_s, self.out_s

@@ -22,6 +22,7 @@ its own (device unplugged, sound server gone).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -63,6 +64,36 @@ def silence_alsa() -> bool:
         return False
     _alsa_handler = handler
     return True
+
+
+def quiet_c_stderr() -> Callable[[], None]:
+    """Point C stdio's ``stderr`` (the ``FILE *`` PortAudio's own messages go to, e.g. "Expression
+    '...' failed in 'src/hostapi/alsa/pa_linux_alsa.c'" when a device goes away under a stream) at
+    /dev/null, so they do not garble the live view; Python's own ``sys.stderr`` writes to file
+    descriptor 2 itself and is untouched. Returns the function that restores it (a no-op where
+    there is no C library to do this with)."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        slot = ctypes.c_void_p.in_dll(libc, "stderr")
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        libc.fflush.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError, ValueError):
+        return lambda: None
+    null = libc.fopen(os.devnull.encode(), b"w")
+    if not null:
+        return lambda: None
+    old = slot.value
+    libc.fflush(old)
+    slot.value = null
+
+    def restore() -> None:
+        libc.fflush(null)
+        slot.value = old          # (the /dev/null FILE stays open: a thread may still hold it)
+
+    return restore
 
 
 def backend() -> Any:
