@@ -12,8 +12,8 @@ from the buffer (the speaker is silent within one device block) and gated; when 
 reply was interrupted (``reply.done{interrupted}`` or ``transcript.agent{interrupted}``) it is cut too
 and the session drops its late audio and tool results. The transcript shows such a reply as
 interrupted with what was actually heard. A ticker (10 Hz) reveals captions, polls playback for
-latency figures, updates the status line and watches the devices (a stalled or failed stream ends
-the chat with exit 6).
+latency figures, updates the status line and watches the devices: a stalled or failed stream is
+reopened by :class:`~voicecli.app.chat_devices.ChatDevices` (exit 6 only when none opens for 5 s).
 
 Exit: ``q`` or the server ending the session -> returns ``ExitStatus.OK``; Ctrl-C or SIGTERM ->
 ``session.end``, a short wait for ``session.ended``, terminal restored, then KeyboardInterrupt for
