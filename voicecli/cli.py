@@ -140,6 +140,11 @@ def ask(
     transcript: Annotated[bool, typer.Option("--transcript", help="Also print user:/agent: lines.")] = False,
     save_reply: Annotated[Path | None, typer.Option("--save-reply", help="Write the agent's audio "
                                                        "(24 kHz mono PCM16 WAV).")] = None,
+    play: Annotated[bool, typer.Option("--play", help="Play the agent's audio on the speaker as it "
+                                                      "arrives (with --save-reply too).")] = False,
+    output_device: Annotated[str | None, typer.Option(
+        "--output-device", help="--play: speaker, index or part of the name, or a sound server sink's "
+                                "description (see `voicecli devices`).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1,
                                            help="Seconds to wait for each reply.")] = 30.0,
     pace: Annotated[Pace, typer.Option("--pace", help="realtime, or fast for servers that allow it.")]
@@ -204,7 +209,7 @@ def ask(
                 await run_ask(settings, turns, AskOptions(
                     pace=pace.value, chunk_ms=chunk_ms, trailing_silence_ms=trailing_silence,
                     timeout_s=timeout, save_reply=save_reply, barge_in_after_ms=barge_in_after,
-                    expect=list(expect or [])), output,
+                    expect=list(expect or []), play=play, output_device=output_device), output,
                     configured_runner(resolved.tools, resolved.client))
         finally:
             output.close()

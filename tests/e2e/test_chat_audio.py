@@ -227,12 +227,17 @@ def test_losing_the_sound_server_mid_chat_exits_6_without_hanging(scripted_serve
     try:
         chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
         va.pactl("exit", check=False)
+        gone = time.monotonic()
         code = chat.wait(timeout=10)
+        took = time.monotonic() - gone
     finally:
         chat.kill()
         va.stop()
     assert code == 6
     _no_traceback(chat)
     errors = [line for line in chat.stderr.splitlines() if line.startswith("voicecli: error:")]
-    assert len(errors) == 1 and "stopped working" in errors[0] and "voicecli devices" in errors[0]
+    assert len(errors) == 1 and "stopped working" in errors[0] and "voicecli devices" in errors[0], errors
+    # it tried to reopen the devices for its bounded time (REOPEN_S), then gave up
+    assert "no audio device could be opened again for 5 s" in errors[0], errors
+    assert 5.0 <= took < unit(9.0), took
     assert chat.of_type("session.ended")      # the session was still ended politely

@@ -72,3 +72,53 @@ def test_heard_is_everything_once_a_finished_reply_played_out() -> None:
     assert spk.heard_ms("r1") < 1
     buffer.pull(RATE // 5)
     assert math.isinf(spk.heard_ms("r1"))
+
+
+def test_a_speaker_reopened_at_another_rate_plays_at_that_rate_and_keeps_cuts_gated() -> None:
+    """Device hot-swap (issue 10): the speaker comes back at 16 kHz instead of 24 kHz. The cut reply
+    stays gated; the next reply is resampled for the new rate (100 ms = 1600 device frames)."""
+    spk, buffer, _ = speaker()
+    spk.audio("r1", tone_ms(300))
+    spk.cut("r1")
+    spk.rerate(16000)
+    assert spk.buffer is not buffer and spk.buffer.rate == 16000 and spk.playback.device_rate == 16000
+    assert spk.buffer.prebuffer_frames == 0 and spk.buffer.max_frames == 5 * 16000
+    spk.audio("r1", tone_ms(100))                    # late audio of the cut reply: still dropped
+    assert spk.buffer.depth_frames == 0
+    spk.audio("r2", tone_ms(100))
+    spk.done("r2")
+    assert abs(spk.buffer.depth_frames - 1600) <= 40
+    assert spk.buffer.pull(1600).any()
+
+
+def test_a_mic_reopened_at_another_rate_gets_a_pipeline_for_it() -> None:
+    from voicecli.app.chat_mic import Mic
+    from voicecli.audio.pipeline import CapturePipeline
+    mic = Mic(CapturePipeline(48000, 2), None, half_duplex=False, hangover_ms=0,  # type: ignore[arg-type]
+              ptt=False, recorder=None, agent_audible=lambda: False, input_latency=lambda: 0.0)
+    mic.rerate(16000, 1, None)
+    assert mic.capture.in_rate == 16000
+    chunks = mic.capture.feed(np.full((16000, 1), 0.1, dtype=np.float32))     # 1 s at 16 kHz mono
+    assert 48 <= len(chunks) <= 50 and all(len(c) == RATE // 50 * 2 for c in chunks)
+
+
+def test_a_lost_device_is_looked_for_by_name_then_the_spec_then_the_default() -> None:
+    from voicecli.app.chat_devices import ChatDevices
+    from voicecli.audio.devices import DeviceInfo, StreamSettings
+    usb = DeviceInfo(7, "USB Audio Headset", "ALSA", 1, 2, 48000.0)
+    keeper = ChatDevices(7, None, None, lambda i, o: None, lambda: None)
+    keeper.current = {"input": StreamSettings(usb, "input", 48000, 1),
+                      "output": StreamSettings(usb, "output", 48000, 2)}
+    assert keeper._candidates("input") == ["USB Audio Headset", 7, None]
+    assert keeper._candidates("output") == ["USB Audio Headset", None]
+
+
+def test_only_device_changes_and_our_own_streams_wake_the_sound_server_watch() -> None:
+    from voicecli.audio.soundserver import Watcher
+    w = Watcher(lambda: None)
+    w.streams = {"sink-input #3"}
+    assert w.relevant("Event 'remove' on sink #0\n") and w.relevant("Event 'new' on source #5\n")
+    assert w.relevant("Event 'change' on sink-input #3\n")              # ours moved
+    assert not w.relevant("Event 'change' on sink #2\n")                # a state change
+    assert not w.relevant("Event 'new' on sink-input #9\n")             # another program's stream
+    assert not w.relevant("Event 'new' on client #12\n") and not w.relevant("garbage")

@@ -116,3 +116,13 @@ def test_sound_server_pcms_are_asked_for_the_wire_rate_first(monkeypatch: pytest
     assert choose_settings(devs[0], "input", supports).rate == 48000
     monkeypatch.setenv("PULSE_SERVER", "unix:/run/pulse/native")     # `default` goes to the server too
     assert devices_from_dicts(DICTS, HOSTAPIS, [4, 4])[4].sound_server
+
+
+def test_a_reopened_device_keeps_its_rate_when_it_still_accepts_it() -> None:
+    # hot-swap (issue 10): the pipelines behind a stream are built for its rate; a reopen asks for
+    # that rate first and only falls back to the device's own rates when it is gone (A2DP -> HFP)
+    supports, seen = _probe({(48000, 1), (16000, 1)})
+    assert choose_settings(DEVICES[0], "input", supports, prefer_rate=16000).rate == 16000
+    assert seen == [(16000, 1)]
+    supports, seen = _probe({(48000, 1)})
+    assert choose_settings(DEVICES[0], "input", supports, prefer_rate=16000).rate == 48000

@@ -53,6 +53,8 @@ class AskOptions:
     save_reply: Path | None = None
     barge_in_after_ms: int | None = None   # start the next file this long into the agent's reply
     expect: list[str] = field(default_factory=list)   # regex per turn, in order; checked at the end
+    play: bool = False                # --play: the agent's audio on the speaker as it arrives
+    output_device: str | None = None  # --output-device for --play
 
 
 @dataclass(frozen=True)
@@ -392,6 +394,7 @@ async def run_ask(settings: ConnectionSettings, files: Sequence[AudioSource | De
     saver = ReplySaver(opts.save_reply) if opts.save_reply is not None else None
     settings.resume_budget_s = min(settings.resume_budget_s, opts.timeout_s)   # --timeout bounds every wait
     conv = Conversation(settings, output)
+    player = _open_player(opts, conv, output)     # a missing device: exit 6 before connecting
     completed = False
     try:
         try:
@@ -403,6 +406,8 @@ async def run_ask(settings: ConnectionSettings, files: Sequence[AudioSource | De
         tools = ToolDispatcher(conv, runner or ToolRunner())
         try:
             await run_script(conv, tracker, turns, opts)
+            if player is not None:
+                await player.drain()
         except (asyncio.CancelledError, KeyboardInterrupt):
             _said_so_far(tracker, [t.name for t in turns], output)
             raise
@@ -411,9 +416,25 @@ async def run_ask(settings: ConnectionSettings, files: Sequence[AudioSource | De
             await conv.close()
         completed = True
     finally:
+        if player is not None:
+            player.close()
         if saver is not None:
             saver.close(output, completed)
+    if player is not None and player.failure is not None:
+        output.notice(f"--play: {player.failure}; the rest of the reply was not played", "warning")
     check_expectations(opts.expect, [t.name for t in turns], tracker.turns, output)
+
+
+def _open_player(opts: AskOptions, conv: Conversation, output: Output) -> Any:
+    """``--play``: the speaker, opened before connecting, listening to the conversation."""
+    if not opts.play:
+        return None
+    from voicecli.app.chat_speaker import ReplyPlayer  # numpy and the audio parts: only for --play
+    player = ReplyPlayer(opts.output_device, conv.clock)
+    name = player.open(asyncio.get_running_loop())
+    conv.listeners.append(player.on_event)
+    output.notice(f"playing the agent's audio on {name}", "debug")
+    return player
 
 
 class ReplySaver:

@@ -12,8 +12,8 @@ from the buffer (the speaker is silent within one device block) and gated; when 
 reply was interrupted (``reply.done{interrupted}`` or ``transcript.agent{interrupted}``) it is cut too
 and the session drops its late audio and tool results. The transcript shows such a reply as
 interrupted with what was actually heard. A ticker (10 Hz) reveals captions, polls playback for
-latency figures, updates the status line and watches the devices (a stalled or failed stream ends
-the chat with exit 6).
+latency figures, updates the status line and watches the devices: a stalled or failed stream is
+reopened by :class:`~voicecli.app.chat_devices.ChatDevices` (exit 6 only when none opens for 5 s).
 
 Exit: ``q`` or the server ending the session -> returns ``ExitStatus.OK``; Ctrl-C or SIGTERM ->
 ``session.end``, a short wait for ``session.ended``, terminal restored, then KeyboardInterrupt for
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from voicecli.app.chat_devices import ChatDevices, moved_line
 from voicecli.app.chat_mic import Mic
 from voicecli.app.chat_speaker import Cut, Speaker
 from voicecli.app.conversation import ConnectionSettings, Conversation
@@ -150,6 +151,11 @@ class _Chat:
         self.out_stream: devices.PlaybackStream | None = None
         self.in_stream: devices.CaptureStream | None = None
         self.speaker.out_latency = lambda: self.out_stream.latency_s if self.out_stream else 0.0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.devices = ChatDevices(opts.input_device, opts.output_device, sd, self._open_pair,
+                                   self._close_pair, clock)
+        self.devices.current = {"input": in_s, "output": out_s}
+        self.recovery: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -157,6 +163,7 @@ class _Chat:
         loop = asyncio.get_running_loop()
         tasks: list[asyncio.Task[Any]] = []
         self._install_signals(loop)
+        restore_c_stderr = devices.quiet_c_stderr()
         try:
             self._open_streams(loop)
             if not await self._until_stopped(self.conv.open()):
@@ -171,19 +178,35 @@ class _Chat:
                 self.output.notice("the server ended the session", "info")
             return self._outcome()
         finally:
-            await self._shutdown(tasks, loop)
+            try:
+                await self._shutdown(tasks, loop)
+            finally:
+                restore_c_stderr()
 
     def _open_streams(self, loop: asyncio.AbstractEventLoop) -> None:
         opts, in_s, out_s = self.opts, self.in_s, self.out_s
-        self.out_stream = devices.PlaybackStream(out_s, loop, self.buffer, self._device_failed,
+        self.loop = loop
+        self._open_pair(in_s, out_s)
+        self.devices.watch(loop, self._device_moved)
+        self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
+                           f"{out_s.device.name} ({out_s.rate} Hz)", "debug")
+        self.output.notice(ECHO_NOTICE[opts.echo], "info")
+
+    def _open_pair(self, in_s: devices.StreamSettings, out_s: devices.StreamSettings) -> None:
+        """Open the output, then the input stream (also :class:`ChatDevices`' reopen, from a thread)."""
+        opts, loop = self.opts, self.loop
+        assert loop is not None
+        self.out_stream = devices.PlaybackStream(out_s, loop, self.speaker.buffer, self._device_failed,
                                                  max(64, out_s.rate * opts.out_block_ms // 1000), self.sd,
                                                  ring=self.ring)
         self.in_stream = devices.CaptureStream(in_s, loop, self.mic.on_blocks, self._device_failed,
                                                max(64, in_s.rate * opts.in_block_ms // 1000),
                                                in_s.rate * opts.chunk_ms // 1000, self.sd)
-        self.output.notice(f"mic: {in_s.device.name} ({in_s.rate} Hz, {in_s.channels} ch); speaker: "
-                           f"{out_s.device.name} ({out_s.rate} Hz)", "debug")
-        self.output.notice(ECHO_NOTICE[opts.echo], "info")
+
+    def _close_pair(self) -> None:
+        for stream in (self.in_stream, self.out_stream):
+            if stream is not None:
+                stream.close()
 
     def _outcome(self) -> ExitStatus:
         """The chat's result for the exit map: a device failure, the conversation's failure,
@@ -212,6 +235,9 @@ class _Chat:
         """Every step runs whatever an earlier one raised: the streams close, the terminal is given
         back and the recording is written. A second Ctrl-C only cuts the wait for ``session.ended``."""
         try:
+            self.devices.close()
+            if self.recovery is not None:      # a reopen in progress: let its attempt finish
+                await asyncio.gather(self.recovery, return_exceptions=True)
             if self.in_stream is not None:
                 self.in_stream.close()
             for task in tasks:
@@ -331,9 +357,53 @@ class _Chat:
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     def _device_failed(self, message: str) -> None:
-        if self.failure is None:
-            self.failure = AudioDeviceError(message, DEVICE_HINT)
-        self.stop()
+        """A stream died or stalled: reopen the devices (:class:`ChatDevices`) and go on; the chat
+        fails (exit 6) only when none could be opened again within its bounded retry."""
+        if self.stop_requested.is_set() or self.failure is not None or self.devices.recovering:
+            return
+        self.recovery = asyncio.get_running_loop().create_task(self._recover(message))
+
+    def _rerate(self, in_s: devices.StreamSettings, out_s: devices.StreamSettings) -> None:
+        """Devices reopened at other rates (the old one was not offered): rebuild what depends on the
+        rate. A reply playing is cut cleanly (heard so far, its late audio gated), as by a barge-in."""
+        old_in, old_out = self.in_s, self.out_s
+        self.in_s, self.out_s = in_s, out_s
+        if out_s.rate != old_out.rate:
+            for rid in self.speaker.barge_in_targets(self.conv.session.current_reply):
+                cut = self.speaker.cut(rid)
+                if cut is not None:
+                    self.view.interrupted(rid, cut.played_ms)
+                    self.output.client_event("reply.cut", reply_id=rid, played_ms=round(cut.played_ms, 1),
+                                             reason=f"the speaker came back at {out_s.rate} Hz")
+            self.speaker.rerate(out_s.rate)
+            self.buffer = self.speaker.buffer
+            if self.ring is not None:
+                self.ring = FarEndRing(out_s.rate)
+            if self.out_stream is not None:
+                self.out_stream.buffer, self.out_stream.ring = self.buffer, self.ring
+        if (in_s.rate, in_s.channels) != (old_in.rate, old_in.channels) or out_s.rate != old_out.rate:
+            self.aec = EchoCanceller(self.ring, in_s.rate) if self.ring is not None else None
+            self.mic.rerate(in_s.rate, in_s.channels, self.aec)
+
+    def _device_moved(self, kind: str, before: str, now_on: str) -> None:
+        self.output.notice(moved_line(kind, before, now_on), "warning")
+        self.output.client_event("device.moved", stream=kind, **{"from": before, "to": now_on})
+
+    async def _recover(self, message: str) -> None:
+        try:
+            done = await self.devices.recover(message)
+        except AudioDeviceError as exc:
+            if self.devices.closed:            # stopped meanwhile: the stop decides the outcome
+                return
+            if exc.hint is None or "voicecli devices" not in exc.hint:
+                exc.hint = DEVICE_HINT
+            self.failure = exc
+            self.stop()
+            return
+        self._rerate(done.input, done.output)
+        self.mic.resync()
+        self.output.notice(done.line(), "warning")
+        self.output.client_event("device.reopened", **done.fields())
 
     # ------------------------------------------------------------------ server events
 
@@ -387,13 +457,15 @@ class _Chat:
             now = self.clock()
             blocks = (self.in_stream.blocks if self.in_stream else 0,
                       self.out_stream.blocks if self.out_stream else 0)
-            if blocks[0] != last_blocks[0] and blocks[1] != last_blocks[1]:
+            if self.devices.recovering:
+                last_blocks, last_change = (-1, -1), now
+            elif blocks[0] != last_blocks[0] and blocks[1] != last_blocks[1]:
                 last_blocks, last_change = blocks, now
             elif now - last_change > STALL_S:
                 which = "input" if blocks[0] == last_blocks[0] else "output"
                 self._device_failed(f"the {which} device stopped delivering audio for {STALL_S:g} s")
             for stream in (self.in_stream, self.out_stream):
-                if stream is not None:
+                if stream is not None and not self.devices.recovering:
                     stream.check_alive()
             for turn in self.speaker.poll():
                 self.output.client_event("metrics", scope="turn", **turn)
@@ -463,6 +535,7 @@ class _Chat:
             output_status_flags=self.out_stream.status_flags if self.out_stream else 0,
             device_underflows=self._device_flags("underflows"),
             device_overflows=self._device_flags("overflows"),
+            device_reopens=self.devices.reopened, device_checks=self.devices.move_checks,
             echo=self.opts.echo, **({"aec": self.aec.stats()} if self.aec else {}))
         if summary["turns"]:
             t, srv, loc = summary["total_ms"], summary["server_ms"], summary["local_ms"]

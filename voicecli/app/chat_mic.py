@@ -52,6 +52,19 @@ class Mic:
         self._t0: float | None = None      # capture time of the first sample
         self._frames = 0                   # 24 kHz frames produced so far
 
+    def rerate(self, rate: int, channels: int, aec: EchoCanceller | None) -> None:
+        """The input device was reopened at another rate or channel count (a hot-swap): a new
+        capture pipeline for it (and ``aec``, a canceller for the new rate, or None)."""
+        self.aec = aec
+        self.capture = CapturePipeline(rate, channels, self.capture.chunk_ms,
+                                       aec.process if aec is not None else self.capture.processor)
+        self.resync()
+
+    def resync(self) -> None:
+        """The input stream was reopened (a device hot-swap): the capture clock restarts, so the
+        next block re-anchors the user-audio clock (the recording keeps its timeline across the gap)."""
+        self._t0 = None
+
     def is_open(self, now: float) -> bool:
         if self.muted or not self.talking:
             return False
@@ -62,8 +75,9 @@ class Mic:
     def on_blocks(self, blocks: list[np.ndarray], captured_at: float, adc_time: float | None = None) -> None:
         """Mic blocks, on the loop: (cancel echo,) resample, chunk, queue for sending (and record)."""
         frames = sum(b.shape[0] for b in blocks)
-        if self._t0 is None:
-            self._t0 = captured_at - frames / self.capture.in_rate - self.input_latency()
+        if self._t0 is None:     # anchor the user-audio clock (again after a device reopen)
+            self._t0 = captured_at - frames / self.capture.in_rate - self.input_latency() \
+                - self._frames / RATE
         audible = self.agent_audible()
         if self.half_duplex:
             self.gate.update(captured_at, audible)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from voicecli.app.latency import LatencyTracker
 from voicecli.app.recording import ChatRecorder
@@ -115,6 +116,16 @@ class Speaker:
         self.record(reply_id)
         return Cut(reply_id, played, flushed * 1000 / self.buffer.rate)
 
+    def rerate(self, rate: int) -> None:
+        """The output device was reopened at another rate (a hot-swap): a new, empty buffer and
+        resampler at ``rate`` (the caller cut what was playing; those cuts stay gated)."""
+        old = self.buffer
+        self.buffer = JitterBuffer(rate, round(old.prebuffer_frames * 1000 / old.rate),
+                                   round(old.max_frames * 1000 / old.rate))
+        for rid in old.gated_ids():
+            self.buffer.interrupt(rid)
+        self.playback = PlaybackPipeline(self.buffer, rate)
+
     # -- play-out (ticker) -----------------------------------------------------------------
     def poll(self) -> list[dict[str, object]]:
         """Note replies whose first sample was heard; returns the per-turn latency figures."""
@@ -146,3 +157,76 @@ class Speaker:
             first = self.buffer.first_played_at(reply_id)
             self.recorder.agent_played(reply_id, None if first is None else first + self.out_latency(),
                                        self.buffer.played_ms(reply_id))
+
+
+class ReplyPlayer:
+    """``ask --play``: the agent's audio on a speaker as it arrives, through the chat's parts (a
+    :class:`Speaker` over a :class:`~voicecli.audio.jitter.JitterBuffer`, a callback
+    :class:`~voicecli.audio.devices.PlaybackStream`). It listens to the session's verdicts like chat
+    does: stale or interrupted audio is not played, an interrupted reply (or the user's speech, e.g.
+    ``--barge-in-after``) is cut. :meth:`open` resolves and opens the device (AudioDeviceError, exit 6,
+    before anything is sent); :meth:`drain` waits until what arrived has been played."""
+
+    PREBUFFER_MS = 120        # ask is not interactive: a little more cushion than chat's 60 ms
+    BLOCK_MS = 20
+    STALL_S = 2.0             # no device callback for this long while draining: give up on the rest
+
+    def __init__(self, device: str | None, clock: Callable[[], float]) -> None:
+        self.device, self.clock = device, clock
+        self.stream: Any = None
+        self.speaker: Speaker | None = None
+        self.failure: str | None = None
+
+    def open(self, loop: Any) -> str:
+        """Open the speaker; returns its name for the notice."""
+        from voicecli.audio import devices
+        sd = devices.backend()
+        out_s = devices.resolve_stream(self.device, "output", sd, "int16")
+        buffer = JitterBuffer(out_s.rate, self.PREBUFFER_MS, 60000)
+        self.speaker = Speaker(buffer, out_s.rate, self.clock)
+        self.stream = devices.PlaybackStream(out_s, loop, buffer, self._failed,
+                                             max(64, out_s.rate * self.BLOCK_MS // 1000), sd)
+        return f"{out_s.device.name} ({out_s.rate} Hz)"
+
+    def _failed(self, message: str) -> None:
+        self.failure = message
+
+    def on_event(self, rec: Any) -> None:
+        """A conversation listener (the session's verdicts, see :class:`Received`)."""
+        from voicecli.protocol.events import InputSpeechStarted, ReplyAudio, ReplyDone
+        spk, ev, rid = self.speaker, rec.event, rec.reply_id or ""
+        if spk is None:
+            return
+        if isinstance(ev, ReplyAudio):
+            if not rec.stale and not rec.interrupted:
+                spk.audio(rid, ev.data)
+        elif rec.newly_interrupted:
+            spk.cut(rid)
+        elif isinstance(ev, InputSpeechStarted) and not rec.stale:
+            for target in spk.barge_in_targets(None):
+                spk.cut(target)
+        elif isinstance(ev, ReplyDone) and not rec.interrupted:
+            spk.done(rid)
+
+    async def drain(self, limit_s: float = 120.0) -> None:
+        """Wait until the buffer has played out (bounded; a stopped device ends the wait)."""
+        import asyncio
+        if self.speaker is None:
+            return
+        buffer, deadline = self.speaker.buffer, self.clock() + limit_s
+        blocks, moved = -1, self.clock()
+        while (buffer.depth_frames > 0 or buffer.audible) and self.failure is None \
+                and self.clock() < deadline:
+            await asyncio.sleep(0.02)
+            now = self.clock()
+            if self.stream is None or self.stream.blocks != blocks:
+                blocks, moved = (self.stream.blocks if self.stream is not None else -1), now
+            elif now - moved > self.STALL_S:
+                self.failure = f"the speaker stopped playing for {self.STALL_S:g} s"
+        lat = self.stream.latency_s if self.stream is not None else 0.0
+        await asyncio.sleep(min(lat, 0.5))       # what the device still holds
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None

@@ -22,6 +22,7 @@ its own (device unplugged, sound server gone).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -63,6 +64,36 @@ def silence_alsa() -> bool:
         return False
     _alsa_handler = handler
     return True
+
+
+def quiet_c_stderr() -> Callable[[], None]:
+    """Point C stdio's ``stderr`` (the ``FILE *`` PortAudio's own messages go to, e.g. "Expression
+    '...' failed in 'src/hostapi/alsa/pa_linux_alsa.c'" when a device goes away under a stream) at
+    /dev/null, so they do not garble the live view; Python's own ``sys.stderr`` writes to file
+    descriptor 2 itself and is untouched. Returns the function that restores it (a no-op where
+    there is no C library to do this with)."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        slot = ctypes.c_void_p.in_dll(libc, "stderr")
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        libc.fflush.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError, ValueError):
+        return lambda: None
+    null = libc.fopen(os.devnull.encode(), b"w")
+    if not null:
+        return lambda: None
+    old = slot.value
+    libc.fflush(old)
+    slot.value = null
+
+    def restore() -> None:
+        libc.fflush(null)
+        slot.value = old          # (the /dev/null FILE stays open: a thread may still hold it)
+
+    return restore
 
 
 def backend() -> Any:
@@ -193,8 +224,10 @@ class StreamSettings:
 Probe = Callable[[int, int], bool]   # (rate, channels) -> does the device accept it?
 
 
-def choose_settings(device: DeviceInfo, kind: str, supports: Probe) -> StreamSettings:
-    """Pick a rate and channel count the device accepts: its default rate first, then
+def choose_settings(device: DeviceInfo, kind: str, supports: Probe,
+                    prefer_rate: int | None = None) -> StreamSettings:
+    """Pick a rate and channel count the device accepts: ``prefer_rate`` (a reopened stream keeps
+    the rate it had, so the pipelines behind it need not change), its default rate, then
     :data:`FALLBACK_RATES`; mono if accepted, else stereo, else the device's own count (the
     caller downmixes/duplicates). Raises AudioDeviceError when nothing is accepted.
 
@@ -204,7 +237,8 @@ def choose_settings(device: DeviceInfo, kind: str, supports: Probe) -> StreamSet
     live resampler is most of the live path's CPU, issue 10)."""
     max_ch = device.max_input_channels if kind == "input" else device.max_output_channels
     channel_options = [c for c in dict.fromkeys((1, 2, max_ch)) if 1 <= c <= max_ch]
-    rates = [WIRE_RATE] if device.sound_server else []
+    rates = [prefer_rate] if prefer_rate else []
+    rates += [WIRE_RATE] if device.sound_server else []
     rates += [int(device.default_samplerate)] if device.default_samplerate > 0 else []
     rates = list(dict.fromkeys(rates + list(FALLBACK_RATES)))
     for rate in rates:
@@ -267,12 +301,28 @@ def select_with_server(devices: Sequence[DeviceInfo], spec: str | int | None, ki
 
 
 def resolve_stream(spec: str | int | None, kind: str, sd: Any | None = None,
-                   dtype: str = "float32") -> StreamSettings:
+                   dtype: str = "float32", prefer_rate: int | None = None) -> StreamSettings:
     """Select the device for ``spec`` (:func:`select_with_server`) and the settings to open it with
     (:func:`choose_settings`)."""
     sd = sd or backend()
     device = select_with_server(list_devices(sd), spec, kind, soundserver.list_server_devices)
-    return choose_settings(device, kind, probe_for(sd, device, kind, dtype))
+    return choose_settings(device, kind, probe_for(sd, device, kind, dtype), prefer_rate)
+
+
+def reinitialize(sd: Any) -> None:
+    """Make PortAudio enumerate the devices afresh: it caches the list (and the defaults) from
+    ``Pa_Initialize``, so a device plugged in, or one that came back, is only seen after
+    ``Pa_Terminate``/``Pa_Initialize`` (sounddevice's ``_terminate``/``_initialize``; this stops
+    every open stream, so close them first). Raises AudioDeviceError if PortAudio cannot start."""
+    try:
+        sd._terminate()
+    except Exception:  # not initialised (a failed earlier attempt): initialise below
+        pass
+    try:
+        sd._initialize()
+    except Exception as exc:
+        raise AudioDeviceError(f"PortAudio cannot start again: {_portaudio_message(exc)}",
+                               PORTAUDIO_HINT) from None
 
 
 def _stream_time(time_info: Any, field: str, now: float) -> float:

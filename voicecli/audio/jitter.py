@@ -189,6 +189,11 @@ class JitterBuffer:
                 self._reset_flow()
             return dropped
 
+    def gated_ids(self) -> list[str]:
+        """The gated reply ids, oldest first (a replacement buffer keeps them gated)."""
+        with self._lock:
+            return list(self._gated)
+
     def is_gated(self, reply_id: str) -> bool:
         """True if ``reply_id`` was interrupted (and is still remembered)."""
         with self._lock:

@@ -100,3 +100,96 @@ def running() -> bool:
 def route(device: ServerDevice) -> None:
     """Make streams opened from now on through the ``pulse`` PCM use ``device``."""
     os.environ["PULSE_SOURCE" if device.kind == "input" else "PULSE_SINK"] = device.name
+
+
+SUBSCRIBE_EVENT = re.compile(r"^Event '(new|remove|change)' on (sink|source|sink-input|source-output) #(\d+)")
+
+
+def _devices_by_index(what: str) -> dict[str, str]:
+    """``{index: description}`` of the sinks or sources (one ``pactl list``)."""
+    found = {}
+    for block in re.split(r"^(?=(?:Source|Sink) #\d+\s*$)", _pactl("list", what) or "", flags=re.M):
+        head = re.match(r"(?:Source|Sink) #(\d+)", block)
+        if head is None:
+            continue
+        fields = dict(re.findall(r"^\t([A-Za-z ]+): (.*)$", block, flags=re.M))
+        found[head.group(1)] = fields.get("Description", "").strip() or fields.get("Name", "").strip()
+    return found
+
+
+def streams_of(pid: int) -> dict[str, tuple[str, str]]:
+    """Where the sound server has this process's streams: ``{"output": (sink description, "sink-input
+    #N"), "input": (source description, "source-output #N")}`` (a kind is missing when the process has
+    no such stream, or the server cannot be asked). Two ``pactl list`` calls per kind."""
+    found: dict[str, tuple[str, str]] = {}
+    kinds = (("output", "sink-inputs", "Sink Input #", "Sink", "sinks", "sink-input"),
+             ("input", "source-outputs", "Source Output #", "Source", "sources", "source-output"))
+    for kind, what, head, field, devs, facility in kinds:
+        mine = None
+        for block in (_pactl("list", what) or "").split(head)[1:]:
+            if f'application.process.id = "{pid}"' in block:
+                m = re.search(rf"^\t{field}: (\d+)$", block, flags=re.M)
+                if m:
+                    mine = (m.group(1), f"{facility} #{block.split(chr(10), 1)[0].strip()}")
+        if mine is not None:
+            desc = _devices_by_index(devs).get(mine[0])
+            if desc:
+                found[kind] = (desc, mine[1])
+    return found
+
+
+class Watcher:
+    """``pactl subscribe`` in a thread: ``on_event()`` (from that thread) for every sink/source or
+    stream added, removed or changed. The thread sleeps in a blocking read: no polling, no cost
+    while nothing happens. :meth:`start` is False where there is no pactl."""
+
+    def __init__(self, on_event: Any) -> None:
+        self.on_event = on_event
+        self.streams: set[str] = set()     # "sink-input #N": the streams whose events count
+        self.proc: subprocess.Popen[str] | None = None
+        self.thread: Any = None
+
+    def start(self) -> bool:
+        import threading
+        if shutil.which("pactl") is None:
+            return False
+        try:
+            self.proc = subprocess.Popen(["pactl", "subscribe"], stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+                                         env=dict(os.environ, LC_ALL="C"))
+        except OSError:
+            return False
+        self.thread = threading.Thread(target=self._read, name="voicecli-pactl-subscribe", daemon=True)
+        self.thread.start()
+        return True
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if self.relevant(line):
+                self.on_event()
+
+    def relevant(self, line: str) -> bool:
+        """A device added or removed, or anything happening to one of :attr:`streams` (a move). Not
+        other programs' streams, nor state changes (those come often on a busy desktop)."""
+        m = SUBSCRIBE_EVENT.match(line)
+        if m is None:
+            return False
+        event, facility, index = m.groups()
+        if facility in ("sink", "source"):
+            return event != "change"
+        return f"{facility} #{index}" in self.streams
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if self.thread is not None:
+                self.thread.join(1.0)          # EOF ends it
+            if proc.stdout is not None and (self.thread is None or not self.thread.is_alive()):
+                proc.stdout.close()
