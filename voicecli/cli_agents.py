@@ -12,7 +12,6 @@ TOML (``--json``: the REST JSON). Keys are never printed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -70,6 +69,7 @@ def _run(ctx: typer.Context, debug: bool, work: Callable[[Environment], None]) -
     env = environment(ctx)
 
     async def body() -> None:
+        import asyncio  # here: `--help` never loads asyncio (tests/unit/test_import_weight.py)
         await asyncio.to_thread(work, env)
 
     run_command(body, env, debug)
