@@ -43,7 +43,8 @@ def level_db(x: npt.NDArray[Any]) -> float:
     """RMS level of float samples in dBFS (``SILENT_DB`` for digital silence)."""
     if x.size == 0:
         return SILENT_DB
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float32))))
+    flat = np.asarray(x, dtype=np.float32).reshape(-1)
+    rms = math.sqrt(float(np.dot(flat, flat)) / flat.size)   # one BLAS call, no temporaries (10 Hz meter)
     return SILENT_DB if rms <= 1e-5 else max(SILENT_DB, 20.0 * math.log10(rms))
 
 
