@@ -31,3 +31,13 @@ def test_protocol_package_still_re_exports_the_events() -> None:
 
     assert protocol.SessionUpdate is events.SessionUpdate
     assert protocol.__all__ == events.__all__
+
+
+def test_plain_and_json_chat_do_not_load_rich() -> None:
+    """rich is for the TTY view only (and pydantic for nothing): `chat --no-ui` / `--json` run without it (issue 10: RSS). The
+    chat ends early here (no server on port 9, maybe no audio device), after its imports ran."""
+    for mode in ("--json", "--no-ui"):
+        loaded = _loaded_after("chat", mode, "--url", "ws://127.0.0.1:9/v1/ws", "--api-key", "k")
+        assert "rich" not in loaded, mode
+        assert "pydantic" not in loaded, mode   # typer <0.29 (pyproject): 0.29 imports it for every command
+        assert "voicecli.protocol.events" in loaded     # the chat's own modules did load

@@ -5,8 +5,9 @@ The PortAudio input callback hands blocks to the loop (``call_soon_threadsafe``,
 (:class:`~voicecli.audio.pipeline.CapturePipeline`), replaces them with silence while the mic is
 closed (muted, push-to-talk released, the half-duplex gate shut, or the echo guard of ``--echo aec``:
 the canceller's warm-up, ``echo_guard_ms`` after each reply becomes audible), and queues them; the
-:meth:`Mic.sender` task writes them once the session is ready. A full queue drops its oldest chunk
-(a stalled socket must not grow memory).
+:meth:`Mic.sender` task writes them once the session is ready. A chunk is written at once instead
+(:meth:`Conversation.try_send_audio`) when nothing is queued and the socket takes it without waiting.
+A full queue drops its oldest chunk (a stalled socket must not grow memory).
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class Mic:
         self._frames += len(pcm) // 2
         if not self.conv.session.ready:
             return
+        if self.queue.empty() and self.conv.try_send_audio(pcm):
+            return                          # written at once (no task hop); else in order via the queue
         if self.queue.full():
             self.queue.get_nowait()
         self.queue.put_nowait(pcm)

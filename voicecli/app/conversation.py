@@ -177,6 +177,30 @@ class Conversation:
             return False
         return True
 
+    def try_send_audio(self, pcm: bytes) -> bool:
+        """Send one ``input.audio`` chunk right now, without a task or an ``await`` (issue 10: the
+        live mic path is ~50 chunks/s; a task hop plus websockets' async send context per chunk were
+        a third of the loop's CPU). Only when that cannot reorder or overfill anything: the session
+        is ready, no other send is in progress, and the socket is open and not flow-controlled
+        (paused). Otherwise returns False and sends nothing: the caller queues the chunk for
+        :meth:`send_audio`, which waits properly."""
+        ws = self._ws
+        if ws is None or not self.session.ready or self._send_lock.locked():
+            return False
+        protocol, transport = getattr(ws, "protocol", None), getattr(ws, "transport", None)
+        send_data = getattr(ws, "send_data", None)
+        if protocol is None or transport is None or send_data is None or getattr(ws, "paused", True) \
+                or getattr(ws, "send_in_progress", None) is not None or transport.is_closing():
+            return False
+        from websockets.protocol import State as WsState
+        if protocol.state is not WsState.OPEN:
+            return False
+        self.session.send_audio(pcm)
+        for frame in self.session.data_to_send():
+            protocol.send_text(frame.encode())
+        send_data()
+        return True
+
     async def send(self, event: ClientEvent) -> None:
         self.session.send(event)
         await self._flush()

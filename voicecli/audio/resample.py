@@ -25,6 +25,8 @@ def to_mono_float(block: npt.NDArray[Any]) -> F32:
     int16 is scaled by 1/32768; multichannel input is averaged (downmix happens before resampling).
     """
     arr = np.asarray(block)
+    if arr.ndim == 2 and arr.shape[1] == 1:     # mono device blocks: a view, no averaging (issue 10)
+        arr = arr[:, 0]
     if arr.ndim == 2:
         if arr.dtype == np.int16:
             mono = arr.mean(axis=1, dtype=np.float32) / np.float32(32768.0)

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import IO, Any
-
-from rich.console import Console, Group, RenderableType
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from voicecli.protocol.events import ReplyStarted, TranscriptAgent, TranscriptAgentDelta
 from voicecli.session.client import Received
 from voicecli.ui.live import ConversationView, Line, LiveOutput, shown
 from voicecli.ui.output import PlainOutput
 from voicecli.ui.sanitize import clean
+
+if TYPE_CHECKING:   # rich only for the live view (ChatLiveOutput): --no-ui and --json never import it
+    from rich.console import Console, RenderableType
+    from rich.text import Text
 
 METER_CELLS = 8
 METER_FLOOR_DB = -60.0
@@ -235,6 +236,7 @@ _STYLE = {"user": "bold cyan", "agent": "bold green", "tool": "bold magenta", "n
 
 
 def render_chat_line(line: Line) -> Text:
+    from rich.text import Text
     label = line.role
     heard = getattr(line, "heard_s", None)
     if line.interrupted:
@@ -283,6 +285,7 @@ def status_text(s: ChatStatus, listening: bool) -> str:
 
 def typing_row(text: str, width: int = 80) -> Text:
     """The one-line input: its tail when longer than the line, a block as the cursor."""
+    from rich.text import Text
     prompt = "type (Enter sends, Esc cancels): "
     shown = clean(text)
     room = max(10, width - len(prompt) - 2)
@@ -295,6 +298,8 @@ def typing_row(text: str, width: int = 80) -> Text:
 
 def render_chat(view: ChatView, height: int = 12, keys: str = "", width: int = 80) -> RenderableType:
     """The live region: the last ``height`` conversation lines, the status line, the key help."""
+    from rich.console import Group
+    from rich.text import Text
     rows: list[RenderableType] = [render_chat_line(line) for line in view.lines[-height:]]
     rows.append(Text(status_text(view.chat, view.listening), style="dim", no_wrap=True, overflow="ellipsis"))
     if view.chat.typing is not None:

@@ -13,11 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from voicecli.protocol.events import (
     InputSpeechStarted,
@@ -33,6 +29,10 @@ from voicecli.protocol.events import (
 )
 from voicecli.session.client import Received
 from voicecli.ui.sanitize import clean
+
+if TYPE_CHECKING:   # rich is imported only when a live view is drawn: plain and --json output never load it
+    from rich.console import Console, RenderableType
+    from rich.text import Text
 
 MAX_LINES = 200
 MAX_TEXT_CHARS = 20_000    # one line's text kept (an agent-delta storm appends forever otherwise)
@@ -120,6 +120,7 @@ _STYLE = {"user": "bold cyan", "agent": "bold green", "tool": "bold magenta", "n
 
 
 def render_line(line: Line) -> Text:
+    from rich.text import Text
     label = "agent (interrupted)" if line.interrupted else line.role
     text = Text()
     text.append(f"{label}: ", style=_STYLE.get(line.role, ""))
@@ -129,6 +130,8 @@ def render_line(line: Line) -> Text:
 
 def render(view: ConversationView, height: int = 12) -> RenderableType:
     """The live region: the last ``height`` lines of the conversation and a status line."""
+    from rich.console import Group
+    from rich.text import Text
     rows: list[RenderableType] = [render_line(line) for line in view.lines[-height:]]
     status = Text(f"[{view.status}]" + (" listening…" if view.listening else ""), style="dim")
     rows.append(status)
@@ -146,6 +149,8 @@ class LiveOutput:
     def __init__(self, view: ConversationView | None = None, verbose: bool = False,
                  console: Console | None = None, stream: IO[str] | None = None,
                  auto_refresh: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+        from rich.console import Console
+        from rich.live import Live
         self.console = console or Console(file=stream or sys.stderr, highlight=False, markup=False)
         self.view = view if view is not None else ConversationView()
         self.verbose = verbose
@@ -207,6 +212,7 @@ class LiveOutput:
     def notice(self, message: str, level: str = "info") -> None:
         if level == "debug" and not self.verbose:
             return
+        from rich.text import Text
         style = {"error": "bold red", "warning": "yellow"}.get(level, "dim")
         self._scroll_finished()            # finished lines first: the transcript stays in order
         self.live.console.print(Text(clean(message), style=style))
