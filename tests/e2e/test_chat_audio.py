@@ -226,18 +226,18 @@ def test_losing_the_sound_server_mid_chat_exits_6_without_hanging(scripted_serve
     chat = ChatProc(va.env, "--url", scripted_server.url, *KEY, "--no-ui", "--json")
     try:
         chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
+        gone = time.monotonic()         # before: the chat may notice while pactl is still returning
         va.pactl("exit", check=False)
-        gone = time.monotonic()
         code = chat.wait(timeout=10)
         took = time.monotonic() - gone
     finally:
         chat.kill()
         va.stop()
-    assert code == 6
+    assert code == 6, chat.stderr[-3000:]
     _no_traceback(chat)
     errors = [line for line in chat.stderr.splitlines() if line.startswith("voicecli: error:")]
     assert len(errors) == 1 and "stopped working" in errors[0] and "voicecli devices" in errors[0], errors
     # it tried to reopen the devices for its bounded time (REOPEN_S), then gave up
     assert "no audio device could be opened again for 5 s" in errors[0], errors
-    assert 5.0 <= took < unit(9.0), took
+    assert 4.5 <= took < unit(9.0), took      # it retries for REOPEN_S (5 s) from when it noticed
     assert chat.of_type("session.ended")      # the session was still ended politely

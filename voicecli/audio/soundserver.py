@@ -97,6 +97,37 @@ def running() -> bool:
     return bool(runtime) and any(os.path.exists(os.path.join(runtime, p)) for p in sockets)
 
 
+def socket_path() -> str | None:
+    """The unix socket of the configured sound server, if it is one and exists (``PULSE_SERVER``
+    may name a TCP server, which cannot be checked this cheaply: None)."""
+    server = os.environ.get("PULSE_SERVER", "")
+    if server:
+        for part in server.split():
+            if part.startswith("unix:"):
+                return part[len("unix:"):]
+            if part.startswith("/"):
+                return part
+        return None
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or ""
+    for name in ("pulse/native", "pipewire-0"):
+        if runtime and os.path.exists(os.path.join(runtime, name)):
+            return os.path.join(runtime, name)
+    return None
+
+
+def refuses(path: str) -> bool:
+    """True when the sound server's socket ``path`` (from :func:`socket_path` while it ran) no longer
+    takes a connection: the daemon exited or crashed. One connect(): no subprocess, no PortAudio."""
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            probe.connect(path)
+    except OSError:
+        return True
+    return False
+
+
 def route(device: ServerDevice) -> None:
     """Make streams opened from now on through the ``pulse`` PCM use ``device``."""
     os.environ["PULSE_SOURCE" if device.kind == "input" else "PULSE_SINK"] = device.name
