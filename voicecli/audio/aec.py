@@ -23,8 +23,10 @@ server's unreported buffering are left to the canceller's own delay estimator.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import math
+import os
 import time
 from typing import Any
 
@@ -40,6 +42,29 @@ REALIGN_MS = 80.0            # jump the reference when it is off by more than th
 ERR_SMOOTHING = 0.02         # per 10 ms frame: a time constant of 0.5 s
 FOLLOW = 0.05                # per frame, the share of the smoothed offset corrected by reading faster/slower
 MAX_SLEW = 0.01              # at most 1 % faster or slower
+# Echo-path tracker: the sound server can drop or insert a few ms of the played stream (an underrun
+# at a reply's start, an overrun) and the echo then comes earlier or later than the reference the
+# canceller was trained on; AEC3 re-learns that in ~0.5 s and leaks meanwhile. The tracker measures the
+# echo's lag against the reference fed (normalised cross-correlation) and moves the reference reading
+# so that the canceller keeps seeing the lag it first learned.
+TRACK_EVERY = 5              # frames between two lag estimates (50 ms)
+TRACK_WINDOW = FRAME * 5     # mic samples correlated (50 ms)
+TRACK_MAX_LAG = RATE // 5    # lags searched: 0..200 ms of reference history
+TRACK_FFT = 8192             # >= TRACK_WINDOW + TRACK_MAX_LAG
+TRACK_MIN_NCC = 0.5          # a lag estimate counts only with this correlation...
+TRACK_UNIQUE = 0.9           # ...and no other lag (more than 1 ms away) above this share of it
+TRACK_TOL = 12               # samples (0.5 ms): a lag this close to the held one is the same path
+TRACK_MOVES = False          # measured: moving the reading made AEC3 leak more (it re-adapts meanwhile)
+TRACK_CONFIRM = 2            # consecutive estimates that agree on a new lag before the reading moves
+# Residual echo gate: AEC3 sometimes leaves a band (seen: 500-1000 Hz of synthetic speech) almost
+# uncancelled for 100-300 ms, enough for a turn detector to hear "speech". When the mic signal is
+# (nearly) nothing but the echo (its normalised correlation with the reference at the measured lag is
+# above GATE_NCC), whatever the canceller lets through is echo: it is attenuated by GATE_DB. A user
+# who talks over the agent makes the mic unlike the reference at once, which opens the gate.
+GATE_NCC = 0.7
+GATE_DB = -30.0
+GATE_SPAN = RATE // 500      # lags searched around the measured one (+-2 ms)
+GATE_GAIN = 10 ** (GATE_DB / 20)
 INSTALL_HINT = "install the echo canceller: pip install 'voicecli[aec]'"
 
 
@@ -64,6 +89,7 @@ class FarEndRing:
         self.data = np.zeros(self.size, dtype=np.int16)
         self.written = 0                                   # frames written so far
         self.anchor: tuple[int, float] | None = None       # (frame index, its DAC time)
+        self.trace: list[tuple[npt.NDArray[np.int16], float, float]] | None = None  # VOICECLI_AEC_TRACE
 
     def write(self, block: npt.NDArray[Any], dac_time: float) -> None:
         """Callback thread: ``block`` (frames, channels) int16 as played; ``dac_time`` = when its first
@@ -77,6 +103,8 @@ class FarEndRing:
             self.data[:n - first] = mono[first:n]
         self.anchor = (self.written, dac_time)
         self.written += n
+        if self.trace is not None:
+            self.trace.append((mono.copy(), dac_time, time.monotonic()))
 
     def frame_at(self, t: float) -> float | None:
         """The (fractional) frame index that was at the DAC at time ``t`` (the anchor's clock)."""
@@ -130,8 +158,27 @@ class EchoCanceller:
         self._near_total = 0                    # 24 kHz mic samples given to process()
         self.frames = 0
         self.realigned = 0
+        self.path_moves = 0                      # reference moved to follow an echo-path change
+        self.echo_lag_ms: float | None = None    # the echo's lag behind the reference fed (measured)
+        self._lag0: int | None = None            # the lag the canceller learned (samples)
+        self._lag_now: int | None = None         # the latest lag measured
+        self._lag_cand: list[int] = []
+        self._track_hold = 0                     # frames until the history is consistent again
+        self._hist_ref = np.zeros(TRACK_WINDOW + TRACK_MAX_LAG, dtype=np.float32)
+        self._hist_mic = np.zeros(TRACK_WINDOW, dtype=np.float32)
+        self.gate = True
+        self._gain = 1.0
+        self.gated_frames = 0
         self.delay_ms = 0.0                      # last measured stream delay (DAC - ADC)
         self.cost_s = 0.0                        # time spent in the canceller
+        self.trace_path = os.environ.get("VOICECLI_AEC_TRACE") or None
+        self._calls: list[tuple[float, ...]] = []
+        self._mic_in: list[npt.NDArray[np.float32]] = []
+        self._mic_out: list[npt.NDArray[np.float32]] = []
+        self._frame_log: list[tuple[float, ...]] = []
+        if self.trace_path:
+            ring.trace = []
+            atexit.register(self.write_trace)
 
     @property
     def delay_s(self) -> float:
@@ -142,6 +189,9 @@ class EchoCanceller:
         if adc_time is not None:
             self._adc = (self._mic_frames, adc_time)
         self._mic_frames += frames
+        if self.trace_path:
+            self._calls.append((0.0, time.monotonic(), -1.0 if adc_time is None else adc_time, float(frames),
+                                float(self.ring.written), *(self.ring.anchor or (-1.0, -1.0))))
 
     def _adc_time_of(self, sample: int) -> float | None:
         """ADC time of the 24 kHz mic sample number ``sample``."""
@@ -152,6 +202,10 @@ class EchoCanceller:
 
     def process(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         t0 = time.perf_counter()
+        if self.trace_path:
+            self._calls.append((1.0, time.monotonic(), -1.0, float(x.shape[0]), float(self.ring.written),
+                                *(self.ring.anchor or (-1.0, -1.0))))
+            self._mic_in.append(x.copy())
         near = np.concatenate((self._near, x)) if self._near.size else x
         n_frames = near.shape[0] // FRAME
         out = np.empty(n_frames * FRAME, dtype=np.float32)
@@ -159,11 +213,76 @@ class EchoCanceller:
         for i in range(n_frames):
             frame = near[i * FRAME:(i + 1) * FRAME]
             ref = self._reference(self._adc_time_of(base + i * FRAME))
-            out[i * FRAME:(i + 1) * FRAME] = self._cancel(frame, ref)
+            gain = GATE_GAIN if self._track(frame, ref) and self.gate else 1.0
+            y = self._cancel(frame, ref)
+            if gain != 1.0 or self._gain != 1.0:
+                y = y * np.linspace(self._gain, gain, FRAME, dtype=np.float32)
+                self.gated_frames += gain != 1.0
+            self._gain = gain
+            out[i * FRAME:(i + 1) * FRAME] = y
         self._near = near[n_frames * FRAME:].copy()
         self._near_total += x.shape[0]
         self.cost_s += time.perf_counter() - t0
+        if self.trace_path:
+            self._mic_out.append(out.copy())
         return out
+
+    def _track(self, near: npt.NDArray[np.float32], ref: npt.NDArray[np.int16]) -> bool:
+        """Keep the echo's lag behind the reference constant (see TRACK_*): every TRACK_EVERY frames,
+        estimate the lag; once TRACK_CONFIRM estimates agree on a lag other than the held one, move the
+        reference reading by the difference (the canceller's learned filter fits again at once).
+        Returns whether the mic frame is (nearly) pure echo (see GATE_*)."""
+        self._hist_ref = np.roll(self._hist_ref, -FRAME)
+        self._hist_ref[-FRAME:] = ref
+        self._hist_mic = np.roll(self._hist_mic, -FRAME)
+        self._hist_mic[-FRAME:] = near
+        echo_only = self._lag_now is not None and self._pure_echo(self._lag_now)
+        if self._track_hold > 0:
+            self._track_hold -= 1
+            return echo_only
+        if self.frames % TRACK_EVERY:
+            return echo_only
+        lag = _echo_lag(self._hist_mic, self._hist_ref)
+        if lag is None:
+            return echo_only
+        self.echo_lag_ms = lag * 1000.0 / RATE
+        self._lag_now = lag
+        if self._lag0 is None:
+            self._lag0 = lag
+            return echo_only
+        if abs(lag - self._lag0) <= TRACK_TOL:
+            self._lag_cand = []
+            return echo_only
+        if self._lag_cand and abs(lag - self._lag_cand[-1]) > TRACK_TOL:
+            self._lag_cand = []
+        self._lag_cand.append(lag)
+        if len(self._lag_cand) < TRACK_CONFIRM or not TRACK_MOVES:
+            return echo_only
+        shift = self._lag0 - int(np.median(self._lag_cand))     # 24 kHz samples: > 0 = read ahead
+        self._lag_cand = []
+        self.path_moves += 1
+        if self._ref_pos is not None:
+            self._ref_pos += shift * self.ring.rate / RATE
+        self._ref_q = np.zeros(0, dtype=np.float32)
+        self.ref_resampler.reset()
+        self._track_hold = (TRACK_WINDOW + TRACK_MAX_LAG) // FRAME + 1
+        return False
+
+    def _pure_echo(self, lag: int) -> bool:
+        """Whether the last TRACK_WINDOW mic samples are (nearly) the reference at ``lag`` +- GATE_SPAN."""
+        m = self._hist_mic
+        e_m = float(np.dot(m, m))
+        if e_m < TRACK_WINDOW * 1e-9:
+            return False
+        lo = max(0, TRACK_MAX_LAG - lag - GATE_SPAN)
+        hi = min(self._hist_ref.shape[0], TRACK_MAX_LAG - lag + GATE_SPAN + TRACK_WINDOW)
+        r = self._hist_ref[lo:hi]
+        if r.shape[0] < TRACK_WINDOW:
+            return False
+        c = np.correlate(r, m, "valid")
+        cs = np.concatenate(([0.0], np.cumsum(r.astype(np.float64) ** 2)))
+        e_r = cs[TRACK_WINDOW:] - cs[:-TRACK_WINDOW]
+        return bool(np.max(c / np.sqrt(np.maximum(e_r, 1e-12) * e_m)) > GATE_NCC)
 
     def _reference(self, adc_time: float | None) -> npt.NDArray[np.int16]:
         """The 10 ms of far-end audio played when the mic frame at ``adc_time`` was captured."""
@@ -202,6 +321,9 @@ class EchoCanceller:
                 self._ref_buf[:n] = 0
             self._ref_q = np.concatenate((self._ref_q, self.ref_resampler.process(self._ref_buf[:n])))
         ref, self._ref_q = self._ref_q[:FRAME], self._ref_q[FRAME:]
+        if self.trace_path:
+            self._frame_log.append((-1.0 if want is None else want, self._ref_pos or -1.0, self._err,
+                                    self.delay_ms, float(self.realigned)))
         return _to_i16(ref)
 
     def _cancel(self, near: npt.NDArray[np.float32], ref: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
@@ -214,9 +336,51 @@ class EchoCanceller:
         self.frames += 1
         return np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / np.float32(32768.0)
 
+    def write_trace(self) -> None:
+        """VOICECLI_AEC_TRACE=FILE.npz: everything needed to replay this chat's canceller offline
+        (bench/aec_replay.py): the played blocks with their DAC times, the mic's capture notes and
+        process() calls with the ring's state at that moment, the mic signal in and out."""
+        if not self.trace_path or self.ring.trace is None:
+            return
+        played = self.ring.trace
+        np.savez_compressed(
+            self.trace_path, ring_rate=self.ring.rate, mic_rate=self.mic_rate,
+            played=np.concatenate([b for b, _, _ in played]) if played else np.zeros(0, np.int16),
+            played_n=np.array([b.shape[0] for b, _, _ in played]),
+            played_t=np.array([(d, m) for _, d, m in played]).reshape(-1, 2),
+            calls=np.array(self._calls).reshape(-1, 7),
+            mic_in=np.concatenate(self._mic_in) if self._mic_in else np.zeros(0, np.float32),
+            mic_out=np.concatenate(self._mic_out) if self._mic_out else np.zeros(0, np.float32),
+            frames=np.array(self._frame_log).reshape(-1, 5))
+
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "realigned": self.realigned, "delay_ms": round(self.delay_ms, 1),
+                "path_moves": self.path_moves,
+                "echo_lag_ms": None if self.echo_lag_ms is None else round(self.echo_lag_ms, 1),
                 "ms_per_frame": round(self.cost_s * 1000 / self.frames, 3) if self.frames else None}
+
+
+def _echo_lag(mic: npt.NDArray[np.float32], ref: npt.NDArray[np.float32]) -> int | None:
+    """The lag (samples, 0..TRACK_MAX_LAG) at which ``mic`` (the last TRACK_WINDOW samples) best
+    matches ``ref`` (the reference fed, TRACK_WINDOW + TRACK_MAX_LAG samples ending at the same
+    moment), by normalised cross-correlation; None when either is too quiet or no lag stands out."""
+    e_m = float(np.dot(mic, mic))
+    if e_m < TRACK_WINDOW * 1e-7 or float(np.dot(ref, ref)) < TRACK_WINDOW * 1e-7:   # -70 dBFS
+        return None
+    r = ref.astype(np.float64)
+    c = np.fft.irfft(np.fft.rfft(r, TRACK_FFT) * np.conj(np.fft.rfft(mic.astype(np.float64), TRACK_FFT)),
+                     TRACK_FFT)[:TRACK_MAX_LAG + 1]            # c[j] = sum mic[n] ref[n + j]
+    cs = np.concatenate(([0.0], np.cumsum(r * r)))
+    e_r = cs[TRACK_WINDOW:TRACK_WINDOW + TRACK_MAX_LAG + 1] - cs[:TRACK_MAX_LAG + 1]
+    ncc = c / np.sqrt(np.maximum(e_r, 1e-12) * e_m)
+    j = int(np.argmax(ncc))
+    best = float(ncc[j])
+    if best < TRACK_MIN_NCC:
+        return None
+    away = np.abs(np.arange(ncc.shape[0]) - j) > RATE // 1000
+    if away.any() and float(np.max(ncc[away])) > TRACK_UNIQUE * best:
+        return None
+    return TRACK_MAX_LAG - j
 
 
 def _to_i16(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
