@@ -1,6 +1,6 @@
 """Replay chats recorded with ``VOICECLI_AEC_TRACE`` through the echo canceller offline (issue 10).
 
-    .venv/bin/python bench/aec_replay.py TRACE.npz [...] [--ns on|off] [--detail] [--guard-ms 300]
+    .venv/bin/python bench/aec_replay.py TRACE.npz [...] [--gate on|off] [--detail] [--guard-ms 300]
 
 A trace (written by ``voicecli chat --echo aec`` with ``VOICECLI_AEC_TRACE=FILE.npz``, e.g. from
 bench/aec_echo_runs.py) holds what the speaker played with its DAC times, the mic's capture notes
@@ -32,52 +32,17 @@ FRAME = 240
 SPEECH_DB = -50.0
 
 
-class ReplayRing(aec.FarEndRing):
-    """A FarEndRing whose written count and anchor are set from the trace before each call."""
-
-    def __init__(self, rate: int, played: np.ndarray) -> None:
-        super().__init__(rate)
-        self.full = played
-
-    def at(self, written: float, anchor_i: float, anchor_t: float) -> None:
-        self.written = int(written)
-        self.anchor = None if anchor_i < 0 else (int(anchor_i), anchor_t)
-
-    def read(self, start: int, n: int, out: np.ndarray) -> bool:
-        written = self.written
-        lo, hi = max(start, written - self.size, 0), min(start + n, written)
-        out[:n] = 0
-        if hi > lo:
-            out[lo - start:hi - start] = self.full[lo:hi]
-        return True
-
-
 def db(x: np.ndarray) -> np.ndarray:
     frames = x[: x.shape[0] // FRAME * FRAME].reshape(-1, FRAME).astype(np.float64)
     return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
 
 
-def replay(path: Path, ns: bool, guard_ms: float, detail: bool, **kw: Any) -> dict[str, Any]:
+def replay(path: Path, gate: bool, guard_ms: float, detail: bool) -> dict[str, Any]:
     tr = np.load(path)
-    ring = ReplayRing(int(tr["ring_rate"]), tr["played"])
-    c = aec.EchoCanceller(ring, int(tr["mic_rate"]), noise_suppression=ns, **kw)
-    c.trace_path = None
-    mic_in, calls = tr["mic_in"], tr["calls"]
-    outs, pos, call_t = [], 0, []
-    for kind, mono, adc, n, written, ai, at in calls:
-        ring.at(written, ai, at)
-        if kind == 0:
-            c.note_capture(None if adc < 0 else adc, int(n))
-        else:
-            x = mic_in[pos:pos + int(n)]
-            pos += int(n)
-            y = c.process(x)
-            outs.append(y)
-            call_t.append((mono, y.shape[0]))
-    out = np.concatenate(outs)
-    rec = tr["mic_out"][: out.shape[0]]
-    same = bool(rec.shape == out.shape and np.allclose(rec, out, atol=1e-4))
-    x = mic_in[: out.shape[0]]
+    c, x, out, call_t = aec.replay_trace(tr, gate=gate)
+    ring_rate = int(tr["ring_rate"])
+    same = bool("mic_out" in tr and tr["mic_out"].shape[0] >= out.shape[0]
+                and np.allclose(tr["mic_out"][: out.shape[0]], out, atol=1e-4))
     # reply windows (monotonic time of the played blocks): far end active, after >0.5 s of silence
     played, pt, pn = tr["played"], tr["played_t"], tr["played_n"]
     starts_n = np.cumsum(np.concatenate(([0], pn)))[:-1]
@@ -90,7 +55,7 @@ def replay(path: Path, ns: bool, guard_ms: float, detail: bool, **kw: Any) -> di
             windows[-1][1] = pt[k][1] + 0.2
             quiet = 0.0
         else:
-            quiet += pn[k] / ring.rate
+            quiet += pn[k] / ring_rate
     # monotonic time of every output frame (each process() call's samples end at its call time)
     t_frames = np.zeros(out.shape[0] // FRAME)
     p = 0
@@ -130,13 +95,13 @@ def _i16(x: np.ndarray) -> bytes:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("traces", nargs="+", type=Path)
-    ap.add_argument("--ns", default="on")
+    ap.add_argument("--gate", default="on", help="the residual echo gate (off: AEC3 alone, as before)")
     ap.add_argument("--guard-ms", type=float, default=300.0)
     ap.add_argument("--detail", action="store_true")
     args = ap.parse_args()
     bad = 0
     for path in args.traces:
-        r = replay(path, args.ns == "on", args.guard_ms, args.detail)
+        r = replay(path, args.gate == "on", args.guard_ms, args.detail)
         bad += bool(r["self_interruptions_ms"])
         print(r, flush=True)
     print(f"{len(args.traces) - bad} of {len(args.traces)} replays without a self-interruption")

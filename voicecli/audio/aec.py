@@ -61,9 +61,9 @@ TRACK_CONFIRM = 2            # consecutive estimates that agree on a new lag bef
 # (nearly) nothing but the echo (its normalised correlation with the reference at the measured lag is
 # above GATE_NCC), whatever the canceller lets through is echo: it is attenuated by GATE_DB. A user
 # who talks over the agent makes the mic unlike the reference at once, which opens the gate.
-GATE_NCC = 0.7
+GATE_NCC = 0.8               # this close to the reference: a talker, if any, is >= 2.5 dB under the echo
 GATE_DB = -30.0
-GATE_SPAN = RATE // 500      # lags searched around the measured one (+-2 ms)
+GATE_SPAN = 4                # lags checked around the measured one (samples)
 GATE_GAIN = 10 ** (GATE_DB / 20)
 INSTALL_HINT = "install the echo canceller: pip install 'voicecli[aec]'"
 
@@ -232,9 +232,10 @@ class EchoCanceller:
         estimate the lag; once TRACK_CONFIRM estimates agree on a lag other than the held one, move the
         reference reading by the difference (the canceller's learned filter fits again at once).
         Returns whether the mic frame is (nearly) pure echo (see GATE_*)."""
-        self._hist_ref = np.roll(self._hist_ref, -FRAME)
+        self._hist_ref[:-FRAME] = self._hist_ref[FRAME:]
         self._hist_ref[-FRAME:] = ref
-        self._hist_mic = np.roll(self._hist_mic, -FRAME)
+        self._hist_ref[-FRAME:] *= np.float32(1 / 32768)
+        self._hist_mic[:-FRAME] = self._hist_mic[FRAME:]
         self._hist_mic[-FRAME:] = near
         echo_only = self._lag_now is not None and self._pure_echo(self._lag_now)
         if self._track_hold > 0:
@@ -279,10 +280,11 @@ class EchoCanceller:
         r = self._hist_ref[lo:hi]
         if r.shape[0] < TRACK_WINDOW:
             return False
-        c = np.correlate(r, m, "valid")
-        cs = np.concatenate(([0.0], np.cumsum(r.astype(np.float64) ** 2)))
-        e_r = cs[TRACK_WINDOW:] - cs[:-TRACK_WINDOW]
-        return bool(np.max(c / np.sqrt(np.maximum(e_r, 1e-12) * e_m)) > GATE_NCC)
+        for j in range(r.shape[0] - TRACK_WINDOW + 1):
+            seg = r[j:j + TRACK_WINDOW]
+            if float(np.dot(seg, m)) > GATE_NCC * math.sqrt(max(float(np.dot(seg, seg)), 1e-12) * e_m):
+                return True
+        return False
 
     def _reference(self, adc_time: float | None) -> npt.NDArray[np.int16]:
         """The 10 ms of far-end audio played when the mic frame at ``adc_time`` was captured."""
@@ -358,6 +360,54 @@ class EchoCanceller:
                 "path_moves": self.path_moves,
                 "echo_lag_ms": None if self.echo_lag_ms is None else round(self.echo_lag_ms, 1),
                 "ms_per_frame": round(self.cost_s * 1000 / self.frames, 3) if self.frames else None}
+
+
+class _ReplayRing(FarEndRing):
+    """A FarEndRing holding a whole trace's played audio; written count and anchor set per call."""
+
+    def __init__(self, rate: int, played: npt.NDArray[np.int16]) -> None:
+        super().__init__(rate)
+        self.full = played
+
+    def read(self, start: int, n: int, out: npt.NDArray[np.int16]) -> bool:
+        lo, hi = max(start, self.written - self.size, 0), min(start + n, self.written)
+        out[:n] = 0
+        if hi > lo:
+            out[lo - start:hi - start] = self.full[lo:hi]
+        return True
+
+
+def replay_trace(trace: Any, gate: bool = True) -> tuple[EchoCanceller, npt.NDArray[np.float32],
+                                                          npt.NDArray[np.float32], list[tuple[float, int]]]:
+    """Feed a trace (``np.load`` of a VOICECLI_AEC_TRACE file) through a fresh canceller, call by
+    call as it happened live. Returns the canceller, the mic input, its output and, per
+    ``process()`` call, (monotonic time, samples out)."""
+    ring = _ReplayRing(int(trace["ring_rate"]), trace["played"])
+    saved, os.environ["VOICECLI_AEC_TRACE"] = os.environ.get("VOICECLI_AEC_TRACE"), ""
+    try:
+        c = EchoCanceller(ring, int(trace["mic_rate"]))
+    finally:
+        if saved is None:
+            del os.environ["VOICECLI_AEC_TRACE"]
+        else:
+            os.environ["VOICECLI_AEC_TRACE"] = saved
+    c.gate = gate
+    mic = trace["mic_in"] if "mic_in" in trace else trace["mic_in_i16"].astype(np.float32) / np.float32(32768)
+    outs: list[npt.NDArray[np.float32]] = []
+    calls: list[tuple[float, int]] = []
+    pos = 0
+    for kind, mono, adc, n, written, anchor_i, anchor_t in trace["calls"]:
+        ring.written = int(written)
+        ring.anchor = None if anchor_i < 0 else (int(anchor_i), float(anchor_t))
+        if kind == 0:
+            c.note_capture(None if adc < 0 else float(adc), int(n))
+        else:
+            y = c.process(mic[pos:pos + int(n)])
+            pos += int(n)
+            outs.append(y)
+            calls.append((float(mono), y.shape[0]))
+    out = np.concatenate(outs) if outs else np.zeros(0, np.float32)
+    return c, mic[:out.shape[0]], out, calls
 
 
 def _echo_lag(mic: npt.NDArray[np.float32], ref: npt.NDArray[np.float32]) -> int | None:
