@@ -79,7 +79,7 @@ def replay(path: Path, gate: bool, guard_ms: float, detail: bool) -> dict[str, A
     leaks = np.nonzero(act & (lout[:n] > SPEECH_DB))[0]
     res = {"trace": path.name, "frames": int(lin.shape[0]), "replies": len(windows), "erle_db": round(erle, 1),
            "leak_frames": int(leaks.shape[0]), "self_interruptions_ms": self_starts,
-           "realigned": c.realigned, "same_as_live": same, **{k: v for k, v in c.stats().items() if k in ("path_moves", "echo_lag_ms")}}
+           "realigned": c.realigned, "same_as_live": same, **{k: v for k, v in c.stats().items() if k in ("gated_frames", "echo_lag_ms")}}
     if detail:
         for i in leaks:
             w0 = next(w0 for w0, w1 in windows if w0 <= t_frames[i] <= w1)

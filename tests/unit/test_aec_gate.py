@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from voicecli.audio import aec
-from voicecli.audio.aec import FRAME, TRACK_MAX_LAG, TRACK_WINDOW, EchoCanceller, FarEndRing
+from voicecli.audio.aec import FRAME, GATE_MAX_LAG, GATE_WINDOW, EchoCanceller, FarEndRing
 from voicecli.server.vad import EnergyTurnDetector
 
 RATE = 24000
@@ -24,11 +24,11 @@ needs_aec = pytest.mark.skipif(not aec.available(), reason="the aec extra (livek
 
 def test_the_echo_lag_is_measured_and_noise_or_silence_give_none() -> None:
     rng = np.random.default_rng(1)
-    ref = (rng.standard_normal(TRACK_WINDOW + TRACK_MAX_LAG) * 0.1).astype(np.float32)
-    mic = (0.3 * ref[TRACK_MAX_LAG - 1000:TRACK_MAX_LAG - 1000 + TRACK_WINDOW]).astype(np.float32)
+    ref = (rng.standard_normal(GATE_WINDOW + GATE_MAX_LAG) * 0.1).astype(np.float32)
+    mic = (0.3 * ref[GATE_MAX_LAG - 1000:GATE_MAX_LAG - 1000 + GATE_WINDOW]).astype(np.float32)
     assert aec._echo_lag(mic, ref) == 1000
-    assert aec._echo_lag(np.zeros(TRACK_WINDOW, np.float32), ref) is None
-    other = (rng.standard_normal(TRACK_WINDOW) * 0.1).astype(np.float32)
+    assert aec._echo_lag(np.zeros(GATE_WINDOW, np.float32), ref) is None
+    other = (rng.standard_normal(GATE_WINDOW) * 0.1).astype(np.float32)
     assert aec._echo_lag(other, ref) is None
 
 

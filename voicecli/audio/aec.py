@@ -42,29 +42,23 @@ REALIGN_MS = 80.0            # jump the reference when it is off by more than th
 ERR_SMOOTHING = 0.02         # per 10 ms frame: a time constant of 0.5 s
 FOLLOW = 0.05                # per frame, the share of the smoothed offset corrected by reading faster/slower
 MAX_SLEW = 0.01              # at most 1 % faster or slower
-# Echo-path tracker: the sound server can drop or insert a few ms of the played stream (an underrun
-# at a reply's start, an overrun) and the echo then comes earlier or later than the reference the
-# canceller was trained on; AEC3 re-learns that in ~0.5 s and leaks meanwhile. The tracker measures the
-# echo's lag against the reference fed (normalised cross-correlation) and moves the reference reading
-# so that the canceller keeps seeing the lag it first learned.
-TRACK_EVERY = 5              # frames between two lag estimates (50 ms)
-TRACK_WINDOW = FRAME * 5     # mic samples correlated (50 ms)
-TRACK_MAX_LAG = RATE // 5    # lags searched: 0..200 ms of reference history
-TRACK_FFT = 8192             # >= TRACK_WINDOW + TRACK_MAX_LAG
-TRACK_MIN_NCC = 0.5          # a lag estimate counts only with this correlation...
-TRACK_UNIQUE = 0.9           # ...and no other lag (more than 1 ms away) above this share of it
-TRACK_TOL = 12               # samples (0.5 ms): a lag this close to the held one is the same path
-TRACK_MOVES = False          # measured: moving the reading made AEC3 leak more (it re-adapts meanwhile)
-TRACK_CONFIRM = 2            # consecutive estimates that agree on a new lag before the reading moves
-# Residual echo gate: AEC3 sometimes leaves a band (seen: 500-1000 Hz of synthetic speech) almost
-# uncancelled for 100-300 ms, enough for a turn detector to hear "speech". When the mic signal is
-# (nearly) nothing but the echo (its normalised correlation with the reference at the measured lag is
-# above GATE_NCC), whatever the canceller lets through is echo: it is attenuated by GATE_DB. A user
-# who talks over the agent makes the mic unlike the reference at once, which opens the gate.
-GATE_NCC = 0.8               # this close to the reference: a talker, if any, is >= 2.5 dB under the echo
+# Residual echo gate (issue 10). On the virtual echo path the sound server now and then drops or
+# inserts a few ms of the played stream (seen: 1-19 ms, at a reply's start or mid-reply), so the
+# echo comes earlier or later than the reference the canceller learned; AEC3 re-learns that in about
+# 0.5 s and meanwhile lets the echo through (ERLE 0-10 dB), and it sometimes leaves one band
+# (500-1000 Hz of synthetic speech) almost uncancelled for ~100 ms without any shift. Either is long
+# enough for a turn detector to hear "speech". The gate: when the last GATE_WINDOW of mic signal is
+# (nearly) a copy of the reference fed at some lag (normalised cross-correlation above GATE_NCC),
+# the mic hears nothing but the echo, so whatever the canceller lets through is echo and is
+# attenuated by GATE_DB. A user who talks over the agent makes the mic unlike the reference at once
+# (at GATE_NCC 0.8, a talker at more than -2.5 dB of the echo's level), which opens the gate.
+GATE_WINDOW = FRAME * 5      # mic samples compared (50 ms)
+GATE_MAX_LAG = RATE // 5     # lags searched: 0..200 ms of reference history
+GATE_FFT = 8192              # >= GATE_WINDOW + GATE_MAX_LAG
+GATE_NCC = 0.8
 GATE_DB = -30.0
-GATE_SPAN = 4                # lags checked around the measured one (samples)
 GATE_GAIN = 10 ** (GATE_DB / 20)
+GATE_SPAN = 4                # samples around the last lag found, checked before a full search
 INSTALL_HINT = "install the echo canceller: pip install 'voicecli[aec]'"
 
 
@@ -158,14 +152,10 @@ class EchoCanceller:
         self._near_total = 0                    # 24 kHz mic samples given to process()
         self.frames = 0
         self.realigned = 0
-        self.path_moves = 0                      # reference moved to follow an echo-path change
-        self.echo_lag_ms: float | None = None    # the echo's lag behind the reference fed (measured)
-        self._lag0: int | None = None            # the lag the canceller learned (samples)
-        self._lag_now: int | None = None         # the latest lag measured
-        self._lag_cand: list[int] = []
-        self._track_hold = 0                     # frames until the history is consistent again
-        self._hist_ref = np.zeros(TRACK_WINDOW + TRACK_MAX_LAG, dtype=np.float32)
-        self._hist_mic = np.zeros(TRACK_WINDOW, dtype=np.float32)
+        self.echo_lag_ms: float | None = None    # the echo's lag behind the reference fed (last found)
+        self._gate_lag: int | None = None        # samples
+        self._hist_ref = np.zeros(GATE_WINDOW + GATE_MAX_LAG, dtype=np.float32)
+        self._hist_mic = np.zeros(GATE_WINDOW, dtype=np.float32)
         self.gate = True
         self._gain = 1.0
         self.gated_frames = 0
@@ -228,60 +218,37 @@ class EchoCanceller:
         return out
 
     def _track(self, near: npt.NDArray[np.float32], ref: npt.NDArray[np.int16]) -> bool:
-        """Keep the echo's lag behind the reference constant (see TRACK_*): every TRACK_EVERY frames,
-        estimate the lag; once TRACK_CONFIRM estimates agree on a lag other than the held one, move the
-        reference reading by the difference (the canceller's learned filter fits again at once).
-        Returns whether the mic frame is (nearly) pure echo (see GATE_*)."""
+        """Keep the last GATE_WINDOW of mic and GATE_WINDOW + GATE_MAX_LAG of reference; return
+        whether the mic is (nearly) pure echo (see GATE_*): first at the last lag found (+-GATE_SPAN,
+        cheap), else by a search over every lag (FFT)."""
         self._hist_ref[:-FRAME] = self._hist_ref[FRAME:]
         self._hist_ref[-FRAME:] = ref
         self._hist_ref[-FRAME:] *= np.float32(1 / 32768)
         self._hist_mic[:-FRAME] = self._hist_mic[FRAME:]
         self._hist_mic[-FRAME:] = near
-        echo_only = self._lag_now is not None and self._pure_echo(self._lag_now)
-        if self._track_hold > 0:
-            self._track_hold -= 1
-            return echo_only
-        if self.frames % TRACK_EVERY:
-            return echo_only
-        lag = _echo_lag(self._hist_mic, self._hist_ref)
-        if lag is None:
-            return echo_only
-        self.echo_lag_ms = lag * 1000.0 / RATE
-        self._lag_now = lag
-        if self._lag0 is None:
-            self._lag0 = lag
-            return echo_only
-        if abs(lag - self._lag0) <= TRACK_TOL:
-            self._lag_cand = []
-            return echo_only
-        if self._lag_cand and abs(lag - self._lag_cand[-1]) > TRACK_TOL:
-            self._lag_cand = []
-        self._lag_cand.append(lag)
-        if len(self._lag_cand) < TRACK_CONFIRM or not TRACK_MOVES:
-            return echo_only
-        shift = self._lag0 - int(np.median(self._lag_cand))     # 24 kHz samples: > 0 = read ahead
-        self._lag_cand = []
-        self.path_moves += 1
-        if self._ref_pos is not None:
-            self._ref_pos += shift * self.ring.rate / RATE
-        self._ref_q = np.zeros(0, dtype=np.float32)
-        self.ref_resampler.reset()
-        self._track_hold = (TRACK_WINDOW + TRACK_MAX_LAG) // FRAME + 1
-        return False
-
-    def _pure_echo(self, lag: int) -> bool:
-        """Whether the last TRACK_WINDOW mic samples are (nearly) the reference at ``lag`` +- GATE_SPAN."""
         m = self._hist_mic
         e_m = float(np.dot(m, m))
-        if e_m < TRACK_WINDOW * 1e-9:
+        if e_m < GATE_WINDOW * 1e-9:                 # -90 dBFS: nothing to gate
             return False
-        lo = max(0, TRACK_MAX_LAG - lag - GATE_SPAN)
-        hi = min(self._hist_ref.shape[0], TRACK_MAX_LAG - lag + GATE_SPAN + TRACK_WINDOW)
+        if self._gate_lag is not None and self._echo_at(self._gate_lag, e_m):
+            return True
+        if float(np.dot(self._hist_ref, self._hist_ref)) < GATE_WINDOW * 1e-9:   # no far end
+            return False
+        found = _echo_lag(m, self._hist_ref)
+        if found is None:
+            return False
+        self._gate_lag = found
+        self.echo_lag_ms = found * 1000.0 / RATE
+        return True
+
+    def _echo_at(self, lag: int, e_m: float) -> bool:
+        """Whether the mic window is the reference at ``lag`` +- GATE_SPAN (ncc above GATE_NCC)."""
+        m = self._hist_mic
+        lo = max(0, GATE_MAX_LAG - lag - GATE_SPAN)
+        hi = min(self._hist_ref.shape[0], GATE_MAX_LAG - lag + GATE_SPAN + GATE_WINDOW)
         r = self._hist_ref[lo:hi]
-        if r.shape[0] < TRACK_WINDOW:
-            return False
-        for j in range(r.shape[0] - TRACK_WINDOW + 1):
-            seg = r[j:j + TRACK_WINDOW]
+        for j in range(r.shape[0] - GATE_WINDOW + 1):
+            seg = r[j:j + GATE_WINDOW]
             if float(np.dot(seg, m)) > GATE_NCC * math.sqrt(max(float(np.dot(seg, seg)), 1e-12) * e_m):
                 return True
         return False
@@ -357,7 +324,7 @@ class EchoCanceller:
 
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "realigned": self.realigned, "delay_ms": round(self.delay_ms, 1),
-                "path_moves": self.path_moves,
+                "gated_frames": self.gated_frames,
                 "echo_lag_ms": None if self.echo_lag_ms is None else round(self.echo_lag_ms, 1),
                 "ms_per_frame": round(self.cost_s * 1000 / self.frames, 3) if self.frames else None}
 
@@ -411,26 +378,18 @@ def replay_trace(trace: Any, gate: bool = True) -> tuple[EchoCanceller, npt.NDAr
 
 
 def _echo_lag(mic: npt.NDArray[np.float32], ref: npt.NDArray[np.float32]) -> int | None:
-    """The lag (samples, 0..TRACK_MAX_LAG) at which ``mic`` (the last TRACK_WINDOW samples) best
-    matches ``ref`` (the reference fed, TRACK_WINDOW + TRACK_MAX_LAG samples ending at the same
-    moment), by normalised cross-correlation; None when either is too quiet or no lag stands out."""
+    """The lag (samples, 0..GATE_MAX_LAG) at which ``mic`` (GATE_WINDOW samples) is most like ``ref``
+    (the reference fed, GATE_WINDOW + GATE_MAX_LAG samples ending at the same moment), if its
+    normalised cross-correlation there is above GATE_NCC; else None."""
     e_m = float(np.dot(mic, mic))
-    if e_m < TRACK_WINDOW * 1e-7 or float(np.dot(ref, ref)) < TRACK_WINDOW * 1e-7:   # -70 dBFS
-        return None
     r = ref.astype(np.float64)
-    c = np.fft.irfft(np.fft.rfft(r, TRACK_FFT) * np.conj(np.fft.rfft(mic.astype(np.float64), TRACK_FFT)),
-                     TRACK_FFT)[:TRACK_MAX_LAG + 1]            # c[j] = sum mic[n] ref[n + j]
+    c = np.fft.irfft(np.fft.rfft(r, GATE_FFT) * np.conj(np.fft.rfft(mic.astype(np.float64), GATE_FFT)),
+                     GATE_FFT)[:GATE_MAX_LAG + 1]              # c[j] = sum mic[n] ref[n + j]
     cs = np.concatenate(([0.0], np.cumsum(r * r)))
-    e_r = cs[TRACK_WINDOW:TRACK_WINDOW + TRACK_MAX_LAG + 1] - cs[:TRACK_MAX_LAG + 1]
-    ncc = c / np.sqrt(np.maximum(e_r, 1e-12) * e_m)
+    e_r = cs[GATE_WINDOW:GATE_WINDOW + GATE_MAX_LAG + 1] - cs[:GATE_MAX_LAG + 1]
+    ncc = c / np.sqrt(np.maximum(e_r, 1e-12) * max(e_m, 1e-12))
     j = int(np.argmax(ncc))
-    best = float(ncc[j])
-    if best < TRACK_MIN_NCC:
-        return None
-    away = np.abs(np.arange(ncc.shape[0]) - j) > RATE // 1000
-    if away.any() and float(np.max(ncc[away])) > TRACK_UNIQUE * best:
-        return None
-    return TRACK_MAX_LAG - j
+    return GATE_MAX_LAG - j if float(ncc[j]) > GATE_NCC else None
 
 
 def _to_i16(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
