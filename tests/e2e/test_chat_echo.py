@@ -105,4 +105,6 @@ def test_with_aec_the_user_still_barges_in(echo_path: VirtualAudio, scripted_ser
     s1 = chat.of_type("input.speech.started")[1]["timestamp"]
     spans = _active_spans(_read_raw(spk))
     played = spans[0][1] - spans[0][0]
+    print(f"aec barge-in: the speaker stopped {(played - (s1 - a0)) * 1000:.0f} ms after the server's "
+          f"speech.started ({barge['flushed_ms']:.0f} ms of queued reply flushed)")
     assert played - (s1 - a0) < 0.15, f"the speaker kept playing {(played - (s1 - a0)) * 1000:.0f} ms"
