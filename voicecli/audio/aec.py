@@ -59,6 +59,7 @@ GATE_NCC = 0.8
 GATE_DB = -30.0
 GATE_GAIN = 10 ** (GATE_DB / 20)
 GATE_SPAN = 4                # samples around the last lag found, checked before a full search
+GATE_SEARCH_EVERY = 4        # frames between two full searches while they find nothing (0.2 ms each)
 INSTALL_HINT = "install the echo canceller: pip install 'voicecli[aec]'"
 
 
@@ -154,6 +155,7 @@ class EchoCanceller:
         self.realigned = 0
         self.echo_lag_ms: float | None = None    # the echo's lag behind the reference fed (last found)
         self._gate_lag: int | None = None        # samples
+        self._search_wait = 0                    # frames until the next full search may run
         self._hist_ref = np.zeros(GATE_WINDOW + GATE_MAX_LAG, dtype=np.float32)
         self._hist_mic = np.zeros(GATE_WINDOW, dtype=np.float32)
         self.gate = True
@@ -220,7 +222,8 @@ class EchoCanceller:
     def _track(self, near: npt.NDArray[np.float32], ref: npt.NDArray[np.int16]) -> bool:
         """Keep the last GATE_WINDOW of mic and GATE_WINDOW + GATE_MAX_LAG of reference; return
         whether the mic is (nearly) pure echo (see GATE_*): first at the last lag found (+-GATE_SPAN,
-        cheap), else by a search over every lag (FFT)."""
+        cheap), else by a search over every lag (FFT; while it finds nothing, every GATE_SEARCH_EVERY
+        frames)."""
         self._hist_ref[:-FRAME] = self._hist_ref[FRAME:]
         self._hist_ref[-FRAME:] = ref
         self._hist_ref[-FRAME:] *= np.float32(1 / 32768)
@@ -232,10 +235,14 @@ class EchoCanceller:
             return False
         if self._gate_lag is not None and self._echo_at(self._gate_lag, e_m):
             return True
+        if self._search_wait > 0:
+            self._search_wait -= 1
+            return False
         if float(np.dot(self._hist_ref, self._hist_ref)) < GATE_WINDOW * 1e-9:   # no far end
             return False
         found = _echo_lag(m, self._hist_ref)
         if found is None:
+            self._search_wait = GATE_SEARCH_EVERY - 1
             return False
         self._gate_lag = found
         self.echo_lag_ms = found * 1000.0 / RATE
