@@ -19,6 +19,14 @@ is followed by reading the ring up to 1 % faster or slower; only an offset beyon
 :data:`REALIGN_MS` (a glitch moved one stream) makes the read position jump (counted in
 ``realigned``). The reading never runs ahead of what was played. The acoustic path and the sound
 server's unreported buffering are left to the canceller's own delay estimator.
+Measured (issue 10): the faster/slower reading only changes how much resampled reference is queued,
+not which sample is fed, so drift in fact reaches the canceller as a slowly growing lag (250 ppm:
++20 ms in 100 s, ``echo_lag_ms``) that AEC3's delay estimator follows, with the REALIGN_MS jump as
+the backstop; the residual echo gate below covers the re-learning after such a jump.
+
+Residual echo gate: see GATE_*. Diagnosis: ``VOICECLI_AEC_TRACE=FILE.npz`` records everything the
+canceller was given (for short runs: it is kept in memory until exit); :func:`replay_trace` feeds it
+through a fresh canceller (bench/aec_replay.py, tests/unit/test_aec_gate.py).
 """
 
 from __future__ import annotations
