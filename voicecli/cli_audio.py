@@ -53,16 +53,15 @@ class Echo(StrEnum):
 
 def echo_mode(echo: str | None, duplex: str | None) -> str:
     """The chat's echo handling: ``echo`` if set; else the older ``duplex`` (half -> half, full -> off);
-    else ``off`` (full duplex, as before). ``aec`` is opt-in until it is reliable: in about one run
-    in six on the virtual echo path it stops cancelling for a few hundred ms, and in one loaded run
-    it missed a user's barge-in, which full duplex never does (issue 10 stays open). ``aec`` asked
-    for without the extra is a UsageError (exit 2) with the install line."""
+    else ``aec`` where the echo canceller (the ``aec`` extra) is installed and ``half`` where it is
+    not (issue 10; the chat says which at start). ``aec`` asked for without the extra is a
+    UsageError (exit 2) with the install line."""
     from voicecli.audio import aec
     from voicecli.errors import UsageError
     if echo is None and duplex is not None:
         return "half" if duplex == "half" else "off"
     if echo is None:
-        return "off"
+        return "aec" if aec.available() else "half"
     if echo == "aec" and not aec.available():
         raise UsageError("--echo aec needs the echo canceller, which is not installed", aec.INSTALL_HINT)
     return echo
@@ -94,8 +93,8 @@ def chat(
     output_device: OutDevOpt = None,
     echo_opt: Annotated[Echo | None, typer.Option("--echo", help="aec (echo cancellation: talk over the "
                                                   "agent on speakers), half (mic closed while the agent "
-                                                  "speaks) or off (full duplex, headphones) [default: off; "
-                                                  "aec is opt-in for now].")] = None,
+                                                  "speaks) or off (full duplex, headphones) [default: aec "
+                                                  "where the aec extra is installed, else half].")] = None,
     duplex: Annotated[Duplex | None, typer.Option("--duplex", help="Older spelling: half = --echo half, "
                                                      "full = --echo off.")] = None,
     prebuffer_ms: Annotated[int | None, typer.Option("--prebuffer-ms", min=0, max=2000, help="Agent audio "

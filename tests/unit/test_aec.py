@@ -81,9 +81,9 @@ def test_echo_mode_defaults_and_the_missing_extra(monkeypatch: pytest.MonkeyPatc
     assert echo_mode("off", None) == "off" and echo_mode(None, "half") == "half"
     assert echo_mode(None, "full") == "off"
     monkeypatch.setattr(aec, "available", lambda: False)
-    assert echo_mode(None, None) == "off"     # full duplex by default; aec is opt-in (issue 10)
+    assert echo_mode(None, None) == "half"    # no canceller installed: half duplex (issue 10)
     with pytest.raises(UsageError, match="not installed") as info:
         echo_mode("aec", None)
     assert "pip install 'voicecli[aec]'" in (info.value.hint or "")
     monkeypatch.setattr(aec, "available", lambda: True)
-    assert echo_mode(None, None) == "off" and echo_mode("aec", None) == "aec"
+    assert echo_mode(None, None) == "aec" and echo_mode("aec", None) == "aec"
