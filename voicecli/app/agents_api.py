@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-from voicecli.errors import AuthError, ConnectError, ServerError, UsageError, VoicecliError
+from voicecli.app.rest import endpoint_url, error_detail, opener_for, send
+from voicecli.errors import AuthError, ServerError, UsageError, VoicecliError
 from voicecli.ui.sanitize import clean
 from voicecli.urls import is_loopback
 
@@ -30,29 +30,7 @@ class AgentNotFound(VoicecliError):
 
 def agents_url(ws_url: str) -> str:
     """``ws://h:p/v1/ws`` -> ``http://h:p/v1/agents`` (``wss`` -> ``https``); the query is dropped."""
-    parts = urlsplit(ws_url)
-    scheme = {"ws": "http", "wss": "https", "http": "http", "https": "https"}.get(parts.scheme)
-    if scheme is None or not parts.hostname:
-        raise UsageError(f"cannot derive the agents endpoint from the server URL scheme {parts.scheme!r}",
-                         "use a ws:// or wss:// URL")
-    head, _, last = parts.path.rstrip("/").rpartition("/")
-    path = f"{head}/agents" if last in ("ws", "voice", "realtime") else "/v1/agents"
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
-
-
-def _detail(body: bytes) -> tuple[str, str]:
-    """(field, message) of an error body: FastAPI's ``detail`` string, or its first ``{loc, msg}``."""
-    try:
-        detail = json.loads(body).get("detail")
-    except (ValueError, AttributeError):
-        return "", ""
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        item = detail[0]
-        loc = [str(x) for x in item.get("loc", [])]
-        where = ".".join(loc[1:] if loc[:1] == ["body"] else loc)
-        more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
-        return clean(where, 100), clean(str(item.get("msg", "")), 300) + more
-    return "", clean(str(detail or ""), 300)
+    return endpoint_url(ws_url, "agents", "agents")
 
 
 class AgentsClient:
@@ -62,9 +40,7 @@ class AgentsClient:
         self.base = agents_url(ws_url)
         self.api_key = api_key
         self.timeout = timeout
-        # a server on this machine is reached directly, never through a configured proxy
-        handlers = [urllib.request.ProxyHandler({})] if is_loopback(ws_url) else []
-        self.opener = urllib.request.build_opener(*handlers)
+        self.opener = opener_for(ws_url)
 
     def _call(self, method: str, agent_id: str | None = None, body: Any = None) -> Any:
         url = self.base if agent_id is None else f"{self.base}/{quote(agent_id, safe='')}"
@@ -76,18 +52,9 @@ class AgentsClient:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with self.opener.open(request, timeout=self.timeout) as response:
-                raw: bytes = response.read()
-        except urllib.error.HTTPError as exc:
-            raise self._error(exc.code, exc.read(), agent_id) from None
-        except urllib.error.URLError as exc:
-            reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
-            raise ConnectError(f"cannot reach the agents API {self.base}: {clean(reason, 200)}",
-                               "is the server running? check --url") from None
-        except (TimeoutError, OSError) as exc:
-            raise ConnectError(f"cannot reach the agents API {self.base}: {exc.__class__.__name__}",
-                               "is the server running? check --url") from None
+        status, raw = send(self.opener, request, self.timeout, f"the agents API {self.base}")
+        if status >= 400:
+            raise self._error(status, raw, agent_id)
         if not raw:
             return None
         try:
@@ -97,7 +64,7 @@ class AgentsClient:
                               "check --url points at a Voice Agent API server") from None
 
     def _error(self, code: int, body: bytes, agent_id: str | None) -> VoicecliError:
-        where, message = _detail(body)
+        where, message = error_detail(body)
         said = f": {message}" if message else ""
         if code in (401, 403):
             return AuthError(f"the server refused the API key (HTTP {code}{said})",

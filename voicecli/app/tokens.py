@@ -6,38 +6,23 @@ ServerError (anything else). The key is sent as a Bearer header and never appear
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
-from voicecli.errors import AuthError, ConnectError, ServerError, UsageError
+from voicecli.app.rest import endpoint_url, error_detail, opener_for, send
+from voicecli.errors import AuthError, ServerError, UsageError
 from voicecli.ui.sanitize import clean
-from voicecli.urls import is_loopback, redact_url
+from voicecli.urls import redact_url
 
 
 def token_url(ws_url: str) -> str:
     """``ws://h:p/v1/ws`` -> ``http://h:p/v1/token`` (``wss`` -> ``https``); the query is dropped."""
-    parts = urlsplit(ws_url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme)
-    if scheme is None or not parts.hostname:
-        raise UsageError(f"cannot derive the token endpoint from the server URL scheme {parts.scheme!r}",
-                         "use a ws:// or wss:// URL")
-    head, _, last = parts.path.rstrip("/").rpartition("/")
-    path = f"{head}/token" if last in ("ws", "voice", "realtime") else "/v1/token"
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
+    return endpoint_url(ws_url, "token", "token")
 
 
 def _detail(body: bytes) -> str:
-    """The ``detail`` of an error body (FastAPI style: a string, or a list of ``{loc, msg}``)."""
-    try:
-        detail = json.loads(body).get("detail")
-    except (ValueError, AttributeError):
-        return ""
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        item = detail[0]
-        where = ".".join(str(x) for x in item.get("loc", [])[1:])
-        return f"{where}: {item.get('msg', '')}".strip(": ")
-    return str(detail or "")
+    where, message = error_detail(body)
+    return f"{where}: {message}".strip(": ")
 
 
 def mint_token(ws_url: str, api_key: str | None, expires_in: int, max_duration: int | None,
@@ -56,32 +41,15 @@ def mint_token(ws_url: str, api_key: str | None, expires_in: int, max_duration: 
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(f"{target}?{urlencode(query)}", headers=headers)
-    # a server on this machine is reached directly, never through a configured proxy
-    handlers = [urllib.request.ProxyHandler({})] if is_loopback(ws_url) else []
-    opener = urllib.request.build_opener(*handlers)
-    return _token_from(_fetch(opener, request, shown, timeout, keyed=bool(api_key)), shown)
-
-
-def _fetch(opener: urllib.request.OpenerDirector, request: urllib.request.Request, shown: str,
-           timeout: float, keyed: bool = True) -> bytes:
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            body: bytes = response.read()
-            return body
-    except urllib.error.HTTPError as exc:
-        detail = clean(_detail(exc.read()), 200)
-        if exc.code == 401 and not keyed:
+    status, body = send(opener_for(ws_url), request, timeout, f"the token endpoint {shown}")
+    if status >= 400:
+        detail = clean(_detail(body), 200)
+        if status == 401 and not api_key:
             raise AuthError(f"the token endpoint {shown} needs an API key (HTTP 401"
                             + (f": {detail}" if detail else "") + ")",
-                            "set ASSEMBLYAI_API_KEY or pass --api-key") from None
-        raise _http_error(exc.code, detail, shown) from None
-    except urllib.error.URLError as exc:
-        reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
-        raise ConnectError(f"cannot reach the token endpoint {shown}: {clean(reason, 200)}",
-                           "is the server running? check --url") from None
-    except (TimeoutError, OSError) as exc:
-        raise ConnectError(f"cannot reach the token endpoint {shown}: {exc.__class__.__name__}",
-                           "is the server running? check --url") from None
+                            "set ASSEMBLYAI_API_KEY or pass --api-key")
+        raise _http_error(status, detail, shown)
+    return _token_from(body, shown)
 
 
 def _http_error(code: int, detail: str, shown: str) -> AuthError | UsageError | ServerError:
