@@ -215,17 +215,24 @@ def analyse(proxy: Proxy, feeder: Feeder, speaker: Recorder) -> dict[str, list[f
     return out
 
 
-async def main_async(args: argparse.Namespace) -> None:
+def start_rig() -> tuple[VirtualAudio, subprocess.Popen[str], str]:
+    """The private PulseAudio (this process's PortAudio then plays into ``vmic_feed`` and records
+    ``vspk.monitor``) and ``voicecli serve --engine scripted --scenario long --tts tone``: returns
+    (the audio daemon, the server process, the server's URL)."""
     va = VirtualAudio().start()
     os.environ.update({k: v for k, v in va.env.items() if k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")})
     os.environ["PULSE_SINK"], os.environ["PULSE_SOURCE"] = "vmic_feed", "vspk.monitor"
-    import sounddevice as sd
-    from websockets.asyncio.server import serve
     server = subprocess.Popen([sys.executable, "-m", "voicecli.cli", "serve", "--port", "0", "--engine",
                                "scripted", "--scenario", "long", "--tts", "tone"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert server.stdout is not None
-    upstream = server.stdout.readline().strip()
+    return va, server, server.stdout.readline().strip()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    va, server, upstream = start_rig()
+    import sounddevice as sd
+    from websockets.asyncio.server import serve
     proxy, feeder, speaker = Proxy(upstream), Feeder(), Recorder()
     chat: subprocess.Popen[str] | None = None
     try:

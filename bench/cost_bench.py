@@ -273,16 +273,9 @@ def parse_peer(text: str, n: int) -> tuple[str, str]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    va = VirtualAudio().start()
-    os.environ.update({k: v for k, v in va.env.items() if k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")})
-    os.environ["PULSE_SINK"], os.environ["PULSE_SOURCE"] = "vmic_feed", "vspk.monitor"
+    va, server, upstream = cb.start_rig()
     import sounddevice as sd
     from websockets.asyncio.server import serve
-    server = subprocess.Popen([sys.executable, "-m", "voicecli.cli", "serve", "--port", "0", "--engine",
-                               "scripted", "--scenario", "long", "--tts", "tone"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert server.stdout is not None
-    upstream = server.stdout.readline().strip()
     switch, feeder, speaker = Switch(upstream), cb.Feeder(), cb.Recorder()
     results: dict[str, Result] = {}
     try:
