@@ -2,7 +2,9 @@
 process; one client asks for a long greeting (synthesized while the test runs) and another client
 connects meanwhile, timing connect -> `session.ready`. Prints the figures, asserts nothing.
 
-Reproduce:  .venv/bin/python bench/server_starve.py [--chars 50000] [--tts espeak] [--probes 5]
+Reproduce:  .venv/bin/python bench/server_starve.py [--chars 1000] [--tts espeak] [--probes 5]
+(`--code DIR` runs an older checkout; the 50 KB greeting of issue 12.3 is refused since the limits of
+voicecli/protocol/constants.py, so on today's code the longest greeting is MAX_GREETING_CHARS.)
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ async def probe_idle(url: str, n: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--chars", type=int, default=50_000)
+    ap.add_argument("--chars", type=int, default=1_000)
     ap.add_argument("--tts", default="espeak")
     ap.add_argument("--probes", type=int, default=5)
     ap.add_argument("--engine", default="basic")
@@ -83,6 +85,10 @@ def main() -> None:
           f"max {max(lat) * 1000:.0f} ms (busy client got ready: {report.busy_client_ready}; {took:.1f} s)")
     print(f"  reproduce: .venv/bin/python bench/server_starve.py --chars {args.chars} --tts {args.tts} "
           f"--text {args.text} --engine {args.engine} --probes {args.probes} --every {args.every}")
+    if not report.busy_client_ready:     # the figures above then measured an idle server
+        print(f"  the busy client's {args.chars}-char greeting was refused (over the server's limit?): "
+              "nothing was measured", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -238,8 +238,9 @@ def test_one_sessions_long_greeting_does_not_starve_another() -> None:
         report = run(flood(srv.url, greeting_chars=MAX_GREETING_CHARS, probes=3, every_s=0.5,
                            timeout=40 * UNIT, text="words"), timeout=120 * UNIT)
         assert report.busy_client_ready
-        # before the limits and the clause cap: with a 50 KB greeting the probe's one-word greeting
-        # waited 16.6 s for the shared TTS (one 50 KB clause)
+        # a regression guard now: before the limits and the clause cap, a 50 KB greeting made the
+        # probe's one-word greeting wait 16.6 s for the shared TTS (one 50 KB clause); the limits
+        # refuse that greeting, and tests/unit/test_tts.py holds the clause cap itself
         assert max(report.ready_latency_s) < 3 * UNIT, report
         assert max(report.first_audio_s) < 4 * UNIT, report
     finally:
