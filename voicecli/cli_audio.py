@@ -56,7 +56,7 @@ def echo_mode(echo: str | None, duplex: str | None) -> str:
     else ``aec`` where the echo canceller (the ``aec`` extra) is installed and ``half`` where it is
     not (issue 10; the chat says which at start). ``aec`` asked for without the extra is a
     UsageError (exit 2) with the install line."""
-    from voicecli.audio import aec
+    from voicecli.audio import aec_support as aec  # not aec itself: it loads numpy
     from voicecli.errors import UsageError
     if echo is None and duplex is not None:
         return "half" if duplex == "half" else "off"

@@ -38,7 +38,6 @@ from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.recording import ChatRecorder
 from voicecli.app.toolcalls import ToolDispatcher
 from voicecli.audio import devices
-from voicecli.audio.aec import EchoCanceller, FarEndRing
 from voicecli.audio.jitter import JitterBuffer
 from voicecli.audio.pipeline import CapturePipeline
 from voicecli.errors import AudioDeviceError
@@ -132,8 +131,12 @@ class _Chat:
         self.speaker = Speaker(self.buffer, out_s.rate, clock, self.recorder)
         self.conv = Conversation(runner.settings, self.output, clock=clock)
         self.conv.listeners.append(self.on_event)
-        self.ring = FarEndRing(out_s.rate) if opts.echo == "aec" else None
-        self.aec = EchoCanceller(self.ring, in_s.rate) if self.ring is not None else None
+        self.ring: Any = None
+        self.aec: Any = None
+        if opts.echo == "aec":          # numpy and the canceller only when asked for (lazy, issue 10)
+            from voicecli.audio.aec import EchoCanceller, FarEndRing
+            self.ring = FarEndRing(out_s.rate)
+            self.aec = EchoCanceller(self.ring, in_s.rate)
         self.mic = Mic(CapturePipeline(in_s.rate, in_s.channels, opts.chunk_ms), self.conv,
                        half_duplex=opts.echo == "half", hangover_ms=opts.hangover_ms, ptt=opts.ptt,
                        recorder=self.recorder, agent_audible=lambda: self.buffer.audible,
@@ -201,7 +204,7 @@ class _Chat:
                                                  ring=self.ring)
         self.in_stream = devices.CaptureStream(in_s, loop, self.mic.on_blocks, self._device_failed,
                                                max(64, in_s.rate * opts.in_block_ms // 1000),
-                                               in_s.rate * opts.chunk_ms // 1000, self.sd)
+                                               in_s.rate * opts.chunk_ms // 1000, self.sd, dtype="int16")
 
     def _close_pair(self) -> None:
         for stream in (self.in_stream, self.out_stream):
@@ -378,11 +381,14 @@ class _Chat:
             self.speaker.rerate(out_s.rate)
             self.buffer = self.speaker.buffer
             if self.ring is not None:
+                from voicecli.audio.aec import FarEndRing
                 self.ring = FarEndRing(out_s.rate)
             if self.out_stream is not None:
                 self.out_stream.buffer, self.out_stream.ring = self.buffer, self.ring
         if (in_s.rate, in_s.channels) != (old_in.rate, old_in.channels) or out_s.rate != old_out.rate:
-            self.aec = EchoCanceller(self.ring, in_s.rate) if self.ring is not None else None
+            if self.ring is not None:
+                from voicecli.audio.aec import EchoCanceller
+                self.aec = EchoCanceller(self.ring, in_s.rate)
             self.mic.rerate(in_s.rate, in_s.channels, self.aec)
 
     def _device_moved(self, kind: str, before: str, now_on: str) -> None:

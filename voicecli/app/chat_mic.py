@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from voicecli.app.conversation import Conversation
 from voicecli.app.recording import ChatRecorder
-from voicecli.audio.aec import EchoCanceller
 from voicecli.audio.gate import HalfDuplexGate
 from voicecli.audio.pipeline import CapturePipeline
 from voicecli.protocol.constants import RATE
+
+if TYPE_CHECKING:
+    from voicecli.audio.aec import EchoCanceller
 
 SEND_QUEUE = 50      # chunks (1 s at 20 ms) buffered towards the socket before dropping
 
@@ -73,9 +74,10 @@ class Mic:
             return False
         return not self.half_duplex or self.gate.mic_open(now)
 
-    def on_blocks(self, blocks: list[np.ndarray], captured_at: float, adc_time: float | None = None) -> None:
-        """Mic blocks, on the loop: (cancel echo,) resample, chunk, queue for sending (and record)."""
-        frames = sum(b.shape[0] for b in blocks)
+    def on_blocks(self, blocks: list[Any], captured_at: float, adc_time: float | None = None) -> None:
+        """Mic blocks (PCM16 bytes, or arrays), on the loop: (cancel echo,) resample, chunk, queue for
+        sending (and record)."""
+        frames = sum(self.capture.frames_of(b) for b in blocks)
         if self._t0 is None:     # anchor the user-audio clock (again after a device reopen)
             self._t0 = captured_at - frames / self.capture.in_rate - self.input_latency() \
                 - self._frames / RATE
@@ -88,6 +90,8 @@ class Mic:
         is_open = self.is_open(captured_at)
         if self.aec is not None:
             self.aec.note_capture(adc_time, frames)
+        if len(blocks) > 1 and self.capture.passthrough:
+            blocks = [b"".join(blocks)]
         for block in blocks:
             for pcm in self.capture.feed(block):
                 if not is_open and captured_at < self._guard_until:

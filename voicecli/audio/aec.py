@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voicecli.audio.aec_support import INSTALL_HINT, available  # noqa: F401  (the probe lives apart)
 from voicecli.audio.polyphase import PolyphaseResampler
 from voicecli.protocol.constants import RATE
 
@@ -68,15 +69,7 @@ GATE_DB = -30.0
 GATE_GAIN = 10 ** (GATE_DB / 20)
 GATE_SPAN = 4                # samples around the last lag found, checked before a full search
 GATE_SEARCH_EVERY = 4        # frames between two full searches while they find nothing (0.2 ms each)
-INSTALL_HINT = "install the echo canceller: pip install 'voicecli[aec]'"
 
-
-def available() -> bool:
-    """Whether the AEC binding is installed (without importing it)."""
-    try:
-        return importlib.util.find_spec("livekit.rtc") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 class FarEndRing:

@@ -28,8 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from voicecli.audio import soundserver
 from voicecli.errors import AudioDeviceError
 from voicecli.protocol.constants import RATE as WIRE_RATE
@@ -421,11 +419,13 @@ class _StreamBase:
 
 
 class CaptureStream(_StreamBase):
-    """A float32 callback InputStream. Blocks are copied and delivered on the loop as
-    ``on_blocks(blocks, captured_at, adc_time)``: a list of ``(frames, channels)`` float32 arrays,
-    oldest first, the ``time.monotonic()`` when PortAudio delivered the last one, and the time the
-    first one's first frame was at the ADC (PortAudio's clock, from its time info; the output stream
-    gives the echo canceller's ring DAC times on the same clock).
+    """A raw callback InputStream (``dtype`` ``"int16"`` or ``"float32"``, interleaved). Blocks are
+    copied as ``bytes`` and delivered on the loop as ``on_blocks(blocks, captured_at, adc_time)``: a
+    list of blocks, oldest first, the ``time.monotonic()`` when PortAudio delivered the last one,
+    and the time the first one's first frame was at the ADC (PortAudio's clock, from its time info;
+    the output stream gives the echo canceller's ring DAC times on the same clock). Raw streams, not
+    numpy ones: sounddevice builds two numpy arrays per callback otherwise, and a mono 24 kHz int16
+    stream is the wire format itself, so the chat's live path needs no numpy at all (issue 10).
 
     ``wake_frames``: the loop is woken only when the frames captured so far cross a multiple of it
     (the caller passes one ``input.audio`` chunk's worth at the device rate), so the loop wakes once
@@ -433,21 +433,22 @@ class CaptureStream(_StreamBase):
     keeps CPU low. ``wake_frames=0`` wakes for every block."""
 
     def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop,
-                 on_blocks: Callable[[list[np.ndarray], float, float | None], None],
+                 on_blocks: Callable[[list[bytes], float, float | None], None],
                  on_error: Callable[[str], None],
-                 blocksize: int, wake_frames: int = 0, sd: Any | None = None) -> None:
+                 blocksize: int, wake_frames: int = 0, sd: Any | None = None, dtype: str = "float32") -> None:
         super().__init__(settings, loop, on_error)
         self.on_blocks = on_blocks
+        self.dtype = dtype
         self.wake_frames = max(0, wake_frames)
-        self._batch: list[np.ndarray] = []
+        self._batch: list[bytes] = []
         self._batch_adc: float | None = None
         self._frames = 0
         self._next_wake = self.wake_frames
         self._sd = sd or backend()
-        self._open(self._sd.InputStream, dtype="float32", blocksize=blocksize, latency="low",
+        self._open(self._sd.RawInputStream, dtype=dtype, blocksize=blocksize, latency="low",
                    callback=self._callback)
 
-    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         try:
             self.blocks += 1
             if status:
@@ -455,7 +456,7 @@ class CaptureStream(_StreamBase):
             now = time.monotonic()
             if self._batch_adc is None:     # the ADC time of this batch's first frame
                 self._batch_adc = _stream_time(time_info, "inputBufferAdcTime", now)
-            self._batch.append(indata.copy())
+            self._batch.append(bytes(indata))
             self._frames += frames
             if self._frames < self._next_wake:
                 return
@@ -472,9 +473,11 @@ class CaptureStream(_StreamBase):
 
 
 class PlaybackStream(_StreamBase):
-    """An int16 callback OutputStream fed only by ``buffer.pull_into(outdata)``; with ``ring`` (a
-    :class:`~voicecli.audio.aec.FarEndRing`) each played block is also handed to it with its DAC time,
-    as the echo canceller's far-end reference."""
+    """A raw int16 callback OutputStream fed only by ``buffer.pull_into``: a mono stream's buffer is
+    handed over as an int16 ``memoryview`` (no numpy), a multichannel one as a ``(frames,
+    channels)`` numpy view (the buffer copies mono to every channel). With ``ring`` (a
+    :class:`~voicecli.audio.aec.FarEndRing`) each played block is also handed to it, with its DAC
+    time, as the echo canceller's far-end reference."""
 
     def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop, buffer: Any,
                  on_error: Callable[[str], None], blocksize: int, sd: Any | None = None,
@@ -483,18 +486,30 @@ class PlaybackStream(_StreamBase):
         self.buffer = buffer
         self.ring = ring
         self._sd = sd or backend()
-        self._open(self._sd.OutputStream, dtype="int16", blocksize=blocksize, latency="low",
+        self._view: Callable[[Any, int], Any] = _mono_view if settings.channels == 1 else _frames_view
+        self._open(self._sd.RawOutputStream, dtype="int16", blocksize=blocksize, latency="low",
                    callback=self._callback)
 
-    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         try:
             self.blocks += 1
             if status:
                 self._count_status(status)
-            self.buffer.pull_into(outdata)
+            out = self._view(outdata, frames)
+            self.buffer.pull_into(out)
             if self.ring is not None:
-                self.ring.write(outdata, _stream_time(time_info, "outputBufferDacTime", time.monotonic()))
+                self.ring.write(out if out.ndim == 1 else out[:, 0],
+                                _stream_time(time_info, "outputBufferDacTime", time.monotonic()))
         except Exception as exc:
-            outdata.fill(0)
+            memoryview(outdata).cast("B")[:] = bytes(len(outdata))
             self._fail_from_callback(exc)
             raise self._sd.CallbackAbort from None
+
+
+def _mono_view(outdata: Any, frames: int) -> memoryview:
+    return memoryview(outdata).cast("B").cast("h")
+
+
+def _frames_view(outdata: Any, frames: int) -> Any:
+    import numpy as np
+    return np.frombuffer(outdata, dtype=np.int16).reshape(frames, -1)

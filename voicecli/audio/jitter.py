@@ -3,7 +3,11 @@
 Design.md principles 5 and 6: the output callback reads from this plain thread-safe object, never from
 an asyncio queue. One ``threading.Lock`` guards the state and is held only for O(1) bookkeeping and
 memcpy-sized work (``interrupt`` walks the queued segments, at most a few hundred). ``pull_into``
-allocates nothing beyond numpy slice views, so it is safe to call from the audio callback.
+allocates nothing beyond slice views, so it is safe to call from the audio callback.
+
+Segments are int16 ``memoryview`` objects (format ``'h'``), not numpy arrays: the live path at the
+wire rate runs without numpy (issue 10: importing it is ~13 MiB of the chat's memory). ``pull_into``
+fills a numpy int16 array or a ``memoryview`` of a raw stream's buffer alike.
 
 Samples are int16 mono at the *device* rate ``rate``; the caller resamples ``reply.audio`` before pushing.
 Audio is kept as a deque of ``(reply_id, array)`` segments so one reply can be cut out (barge-in)
@@ -17,16 +21,19 @@ reply (``reply.done`` arriving a little after the last audio) and nothing is cou
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-I16 = npt.NDArray[np.int16]
+    I16 = npt.NDArray[np.int16]
 
 _MAX_TRACKED_REPLIES = 16
 _MAX_GATED_REPLIES = 64
@@ -49,13 +56,13 @@ class _Segment:
 
     __slots__ = ("data", "off", "reply_id")
 
-    def __init__(self, reply_id: str | None, data: I16 | None) -> None:
+    def __init__(self, reply_id: str | None, data: memoryview | None) -> None:
         self.reply_id = reply_id
         self.data = data
         self.off = 0
 
     def remaining(self) -> int:
-        return 0 if self.data is None else int(self.data.shape[0]) - self.off
+        return 0 if self.data is None else len(self.data) - self.off
 
 
 class _ReplyTrack:
@@ -102,17 +109,18 @@ class JitterBuffer:
         self._gated: OrderedDict[str, None] = OrderedDict()
         self._current: str | None = None
         self._audible = False
+        self._zeros = memoryview(b"").cast("h")   # grown on demand: zero fill for memoryview outputs
 
     # ------------------------------------------------------------------ producer side
 
-    def push(self, samples: I16 | bytes, reply_id: str | None = None) -> None:
+    def push(self, samples: I16 | bytes | bytearray | memoryview, reply_id: str | None = None) -> None:
         """Queue int16 mono samples (an int16 array, copied, or PCM16 LE bytes) for ``reply_id``.
 
         Audio of a gated (interrupted) reply is dropped and counted in ``dropped_gated_frames``. If the
         queue would exceed ``max_ms``, the oldest audio is dropped and counted in ``overflow_frames``.
         """
         data = _as_int16(samples)
-        n = int(data.shape[0])
+        n = len(data)
         with self._lock:
             if reply_id is not None and reply_id in self._gated:
                 self._stats.dropped_gated_frames += n
@@ -203,30 +211,32 @@ class JitterBuffer:
 
     def pull(self, frames: int) -> I16:
         """Return exactly ``frames`` int16 samples (allocates; callbacks should use :meth:`pull_into`)."""
+        import numpy as np
         out = np.zeros(frames, dtype=np.int16)
         self.pull_into(out)
         return out
 
-    def pull_into(self, out: I16) -> int:
-        """Fill the int16 array ``out`` completely; return how many frames were real audio.
+    def pull_into(self, out: Any) -> int:
+        """Fill ``out`` completely; return how many frames were real audio.
 
-        ``out`` is ``(frames,)`` or ``(frames, channels)`` (e.g. sounddevice's ``outdata``); mono is
-        copied to every channel. Real frames come first, the zero-filled rest follows. While priming
-        (at start, after a dry-out or a flush) the output is silence until ``prebuffer_ms`` is queued
-        or a reply end is.
+        ``out`` is an int16 ``memoryview`` (format ``'h'``, e.g. a raw stream's buffer cast to it) or
+        an int16 numpy array ``(frames,)`` or ``(frames, channels)`` (mono is copied to every
+        channel). Real frames come first, the zero-filled rest follows. While priming (at start,
+        after a dry-out or a flush) the output is silence until ``prebuffer_ms`` is queued or a reply
+        end is.
         """
-        if out.ndim == 2:
+        if getattr(out, "ndim", 1) == 2:
             written = self.pull_into(out[:, 0])
             if out.shape[1] > 1:
                 out[:, 1:] = out[:, :1]
             return written
-        n = int(out.shape[0])
+        n = len(out)
         with self._lock:
             if self._priming and (self._depth >= self.prebuffer_frames or self._markers > 0):
                 self._priming = False
             written = 0 if self._priming else self._copy_out(out, n)
             if written < n:
-                out[written:] = 0
+                self._zero_fill(out, written, n)
                 self._on_short(written, n - written)
             else:
                 self._dry = 0
@@ -283,7 +293,15 @@ class JitterBuffer:
 
     # ------------------------------------------------------------------ internals (lock held)
 
-    def _copy_out(self, out: I16, n: int) -> int:
+    def _zero_fill(self, out: Any, start: int, n: int) -> None:
+        if not isinstance(out, memoryview):
+            out[start:] = 0
+            return
+        if len(self._zeros) < n - start:
+            self._zeros = memoryview(bytes(2 * n)).cast("h")
+        out[start:] = self._zeros[: n - start]
+
+    def _copy_out(self, out: Any, n: int) -> int:
         written = 0
         segs = self._segs
         while segs:
@@ -296,14 +314,14 @@ class JitterBuffer:
                 continue
             if written == n:
                 break
-            k = min(n - written, int(data.shape[0]) - seg.off)
+            k = min(n - written, len(data) - seg.off)
             out[written : written + k] = data[seg.off : seg.off + k]
             self._track(seg.reply_id, k)
             written += k
             seg.off += k
             self._depth -= k
             self._ended = False
-            if seg.off == data.shape[0]:
+            if seg.off == len(data):
                 segs.popleft()
         return written
 
@@ -359,11 +377,24 @@ class JitterBuffer:
         self._dry_frames = 0
 
 
-def _as_int16(samples: I16 | bytes) -> I16:
+def _as_int16(samples: Any) -> memoryview:
+    """PCM16 LE bytes (a trailing odd byte is ignored) or a 1-D int16 numpy array (copied) -> an
+    int16 memoryview the buffer owns."""
     if isinstance(samples, (bytes, bytearray, memoryview)):
         raw = bytes(samples)
-        return np.frombuffer(raw, dtype="<i2", count=len(raw) // 2).astype(np.int16, copy=False)
-    arr = np.asarray(samples)
-    if arr.dtype != np.int16 or arr.ndim != 1:
-        raise TypeError(f"push() takes 1-D int16 arrays or PCM16 bytes, got {arr.dtype} {arr.shape}")
-    return arr.copy()
+        if len(raw) % 2:
+            raw = raw[:-1]
+        view = memoryview(raw).cast("h")
+        return view if sys.byteorder == "little" else memoryview(_swapped(raw)).cast("h")
+    dtype, ndim = getattr(samples, "dtype", None), getattr(samples, "ndim", None)
+    if dtype is None or dtype.name != "int16" or ndim != 1:
+        shape = getattr(samples, "shape", "")
+        raise TypeError(f"push() takes 1-D int16 arrays or PCM16 bytes, got {dtype} {shape}")
+    return memoryview(samples.copy()).cast("B").cast("h")
+
+
+def _swapped(raw: bytes) -> bytes:
+    from array import array
+    a = array("h", raw)
+    a.byteswap()
+    return a.tobytes()

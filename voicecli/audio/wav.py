@@ -16,8 +16,6 @@ import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
-
 from voicecli.errors import AudioFileError
 from voicecli.protocol.constants import RATE
 
@@ -217,6 +215,7 @@ class SessionRecorder:
         return self._stream
 
     def _place(self, ch: int, pcm: bytes, offset: int) -> None:
+        import numpy as np  # only a recording needs it (the chat's live path runs without numpy)
         n = len(pcm) // 2
         if n == 0:
             return
