@@ -68,6 +68,19 @@ GATE_DB = -30.0
 GATE_GAIN = 10 ** (GATE_DB / 20)
 GATE_SPAN = 4                # samples around the last lag found, checked before a full search
 GATE_SEARCH_EVERY = 4        # frames between two full searches while they find nothing (0.2 ms each)
+# No echo path (headphones; the bench's virtual devices without the loopback): AEC3 never hears an
+# echo, its linear filter never converges, and meanwhile it assumes the echo is as loud as the far
+# end, so a user who talks over the agent is suppressed by 60-80 dB for as long as the far end plays
+# (measured, issue 10: the first barge-in of a chat reached the wire 0.85 s late; bench/aec_bench.py
+# --no-echo). While the mic has stayed this far below the far end (ERL >= 40 dB: an echo there is
+# below any turn detector's speech threshold) for NO_ECHO_FRAMES of far-end audio, the canceller is
+# fed silence as the far end (AEC3 then passes the mic through, with noise suppression and high-pass
+# filter); echo-like mic audio (the gate's test), or a mic louder than that for NO_ECHO_REVOKE of
+# far-end audio without the far end stopping (a barge-in stops it), ends that (``no_echo_path``).
+FAR_ACTIVE = 1e-6            # mean far-end power (-60 dBFS) above which the far end is playing
+NO_ECHO_ERL = 1e-4           # mic power below far-end power * this (-40 dB): no echo to cancel
+NO_ECHO_FRAMES = 50          # 0.5 s of far-end audio with such a mic
+NO_ECHO_REVOKE = 100         # 1 s of a loud, not echo-like mic while the far end plays
 INSTALL_HINT = "install the echo canceller: pip install 'voicecli[aec]'"
 
 
@@ -167,6 +180,10 @@ class EchoCanceller:
         self._hist_ref = np.zeros(GATE_WINDOW + GATE_MAX_LAG, dtype=np.float32)
         self._hist_mic = np.zeros(GATE_WINDOW, dtype=np.float32)
         self.gate = True
+        self.no_echo_path = False                # see NO_ECHO_*
+        self._quiet_frames = 0                   # far-end frames with a mic NO_ECHO_ERL below it
+        self._loud_frames = 0                    # far-end frames in a row with a loud, not echo-like mic
+        self._silence = np.zeros(FRAME, dtype=np.int16)
         self._gain = 1.0
         self.gated_frames = 0
         self.delay_ms = 0.0                      # last measured stream delay (DAC - ADC)
@@ -213,8 +230,10 @@ class EchoCanceller:
         for i in range(n_frames):
             frame = near[i * FRAME:(i + 1) * FRAME]
             ref = self._reference(self._adc_time_of(base + i * FRAME))
-            gain = GATE_GAIN if self._track(frame, ref) and self.gate else 1.0
-            y = self._cancel(frame, ref)
+            echo_like = self._track(frame, ref)
+            self._note_path(echo_like)
+            gain = GATE_GAIN if echo_like and self.gate else 1.0
+            y = self._cancel(frame, self._silence if self.no_echo_path else ref)
             if gain != 1.0 or self._gain != 1.0:
                 y = y * np.linspace(self._gain, gain, FRAME, dtype=np.float32)
                 self.gated_frames += gain != 1.0
@@ -255,6 +274,29 @@ class EchoCanceller:
         self._gate_lag = found
         self.echo_lag_ms = found * 1000.0 / RATE
         return True
+
+    def _note_path(self, echo_like: bool) -> None:
+        """Whether there is an echo path at all (see NO_ECHO_*), from the windows :meth:`_track` keeps."""
+        far = float(np.dot(self._hist_ref, self._hist_ref)) / self._hist_ref.shape[0]
+        if far < FAR_ACTIVE:
+            self._loud_frames = 0
+            return
+        mic = float(np.dot(self._hist_mic, self._hist_mic)) / GATE_WINDOW
+        if echo_like:
+            self._revoke()
+        elif mic < far * NO_ECHO_ERL:
+            self._loud_frames = 0
+            self._quiet_frames += 1
+            if self._quiet_frames >= NO_ECHO_FRAMES:
+                self.no_echo_path = True
+        else:
+            self._loud_frames += 1
+            if self._loud_frames >= NO_ECHO_REVOKE:
+                self._revoke()
+
+    def _revoke(self) -> None:
+        self.no_echo_path = False
+        self._quiet_frames = self._loud_frames = 0
 
     def _echo_at(self, lag: int, e_m: float) -> bool:
         """Whether the mic window is the reference at ``lag`` +- GATE_SPAN (ncc above GATE_NCC)."""
@@ -339,7 +381,7 @@ class EchoCanceller:
 
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "realigned": self.realigned, "delay_ms": round(self.delay_ms, 1),
-                "gated_frames": self.gated_frames,
+                "gated_frames": self.gated_frames, "no_echo_path": self.no_echo_path,
                 "echo_lag_ms": None if self.echo_lag_ms is None else round(self.echo_lag_ms, 1),
                 "ms_per_frame": round(self.cost_s * 1000 / self.frames, 3) if self.frames else None}
 
