@@ -29,6 +29,26 @@ def test_ring_keeps_the_latest_frames_and_their_dac_time() -> None:
     assert ring.frame_at(1.25) == pytest.approx(250)
 
 
+def test_ring_takes_raw_output_buffers_bytes_memoryviews_and_interleaved_int16() -> None:
+    """A RawOutputStream's callback hands over its buffer, not an array: bytes, a bytearray or a 1-D
+    memoryview (format 'h' or 'B') of interleaved int16; the ring keeps the first channel."""
+    mono = np.arange(-50, 50, dtype=np.int16)
+    stereo = np.stack((mono, -mono), axis=1)                   # (frames, 2); interleaved in memory
+    raw = stereo.tobytes()
+    cases = [(mono, 1), (mono.tobytes(), 1), (bytearray(mono.tobytes()), 1), (memoryview(mono), 1),
+             (memoryview(mono.tobytes()), 1), (memoryview(bytearray(mono.tobytes())).cast("h"), 1),
+             (stereo, 2), (stereo, 1), (raw, 2), (memoryview(raw).cast("h"), 2), (stereo.reshape(-1), 2)]
+    for block, channels in cases:
+        ring = FarEndRing(1000, seconds=0.15)                  # 150 frames: the second write wraps
+        ring.write(block, dac_time=2.0, channels=channels)
+        ring.write(block, dac_time=2.1, channels=channels)
+        assert ring.written == 200 and ring.anchor == (100, 2.1), (type(block), channels)
+        out = np.zeros(100, dtype=np.int16)
+        assert ring.read(100, 100, out) and np.array_equal(out, mono), (type(block), channels)
+    with pytest.raises(ValueError):
+        FarEndRing(1000).write(b"\x00\x01\x02", dac_time=0.0)     # not whole int16 samples
+
+
 def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)
