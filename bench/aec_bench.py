@@ -13,7 +13,7 @@ livekit) call by call with true DAC/ADC times: a speech-like far end (gated nois
   (examples/thanks.wav) who starts 1.4 s into the far end's playing: prints how much of the
   talker's first 100 ms the canceller passes (AEC3 alone suppressed it by 60-80 dB, issue 10).
 
-Cost: microseconds of the canceller per 10 ms frame of mic audio (its own clock: reference
+Cost: CPU microseconds of the canceller per 10 ms frame of mic audio (thread CPU time: reference
 alignment, the residual-echo gate, int16 conversions and the APM), the part spent in the APM's
 native calls (livekit's FFI: one request per call), the rest (Python and numpy), each with noise
 suppression on (as in a chat) and off. The median of ``--repeat`` runs, interleaved. ``--before REV``
@@ -70,11 +70,11 @@ class TimedApm:
         fn = getattr(self.apm, name)
 
         def timed(*args: Any) -> Any:
-            t = time.perf_counter()
+            t = time.thread_time()
             try:
                 return fn(*args)
             finally:
-                self.seconds += time.perf_counter() - t
+                self.seconds += time.thread_time() - t
         return timed
 
 

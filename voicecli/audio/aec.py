@@ -214,7 +214,7 @@ class EchoCanceller:
         self._gain = 1.0
         self.gated_frames = 0
         self.delay_ms = 0.0                      # last measured stream delay (DAC - ADC)
-        self.cost_s = 0.0                        # time spent in the canceller
+        self.cost_s = 0.0                        # CPU time of the calling thread spent in the canceller
         self.trace_path = os.environ.get("VOICECLI_AEC_TRACE") or None
         self._calls: list[tuple[float, ...]] = []
         self._mic_in: list[npt.NDArray[np.float32]] = []
@@ -245,7 +245,7 @@ class EchoCanceller:
         return t + (sample * self.mic_rate / RATE - frame) / self.mic_rate
 
     def process(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         if self.trace_path:
             self._calls.append((1.0, time.monotonic(), -1.0, float(x.shape[0]), float(self.ring.written),
                                 *(self.ring.anchor or (-1.0, -1.0))))
@@ -270,7 +270,7 @@ class EchoCanceller:
             self._gain = gain
         self._near = near[n_frames * FRAME:].copy()
         self._near_total += x.shape[0]
-        self.cost_s += time.perf_counter() - t0
+        self.cost_s += time.thread_time() - t0
         if self.trace_path:
             self._mic_out.append(out.copy())
         return out
