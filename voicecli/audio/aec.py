@@ -73,10 +73,12 @@ GATE_SEARCH_EVERY = 4        # frames between two full searches while they find 
 # end, so a user who talks over the agent is suppressed by 60-80 dB for as long as the far end plays
 # (measured, issue 10: the first barge-in of a chat reached the wire 0.85 s late; bench/aec_bench.py
 # --no-echo). While the mic has stayed this far below the far end (ERL >= 40 dB: an echo there is
-# below any turn detector's speech threshold) for NO_ECHO_FRAMES of far-end audio, the canceller is
-# fed silence as the far end (AEC3 then passes the mic through, with noise suppression and high-pass
-# filter); echo-like mic audio (the gate's test), or a mic louder than that for NO_ECHO_REVOKE of
-# far-end audio without the far end stopping (a barge-in stops it), ends that (``no_echo_path``).
+# below any turn detector's speech threshold) for NO_ECHO_FRAMES of far-end audio, the mic is passed
+# on as it is, without the APM (as with ``--echo off``; it also costs nothing then: the APM's native
+# calls are most of the canceller's cost; noise suppression measurably bought nothing on the echo
+# runs, bench/aec_replay.py --ns off); echo-like mic audio (the gate's test), or a mic louder than
+# that for NO_ECHO_REVOKE of far-end audio without the far end stopping (a barge-in stops it), ends
+# that (``no_echo_path``) and the APM takes over again (from AEC3's conservative initial state).
 FAR_ACTIVE = 1e-6            # mean far-end power (-60 dBFS) above which the far end is playing
 NO_ECHO_ERL = 1e-4           # mic power below far-end power * this (-40 dB): no echo to cancel
 NO_ECHO_FRAMES = 50          # 0.5 s of far-end audio with such a mic
@@ -189,7 +191,6 @@ class EchoCanceller:
         # the APM's two frames, made once; their samples are rewritten in place every 10 ms
         self._far_frame = rtc.AudioFrame(bytearray(FRAME * 2), RATE, 1, FRAME)
         self._near_frame = rtc.AudioFrame(bytearray(FRAME * 2), RATE, 1, FRAME)
-        self._silent_frame = rtc.AudioFrame(bytearray(FRAME * 2), RATE, 1, FRAME)
         self._far_i16: npt.NDArray[np.int16] = np.frombuffer(self._far_frame.data, dtype=np.int16)
         self._near_i16: npt.NDArray[np.int16] = np.frombuffer(self._near_frame.data, dtype=np.int16)
         self._scratch = np.empty(FRAME, dtype=np.float32)
@@ -199,7 +200,8 @@ class EchoCanceller:
         self._adc: tuple[float, float] | None = None   # (mic device frame count, ADC time) latest
         self._mic_frames = 0.0                  # mic device frames noted so far
         self._near_total = 0                    # 24 kHz mic samples given to process()
-        self.frames = 0
+        self.frames = 0                          # 10 ms mic frames processed
+        self.passed_frames = 0                   # of which passed on without the APM (no echo path)
         self.realigned = 0
         self.echo_lag_ms: float | None = None    # the echo's lag behind the reference fed (last found)
         self._gate_lag: int | None = None        # samples
@@ -261,7 +263,12 @@ class EchoCanceller:
             self._note_path(echo_like)
             gain = GATE_GAIN if echo_like and self.gate else 1.0
             y = out[i * FRAME:(i + 1) * FRAME]
-            self._cancel(frame, y)
+            self.frames += 1
+            if self.no_echo_path:
+                y[:] = frame
+                self.passed_frames += 1
+            else:
+                self._cancel(frame, y)
             if gain != self._gain:
                 y *= _RAMP_DOWN if gain < self._gain else _RAMP_UP
             elif gain != 1.0:
@@ -395,13 +402,12 @@ class EchoCanceller:
                                     self.delay_ms, float(self.realigned)))
 
     def _cancel(self, near: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
-        """One 10 ms frame through the APM: the far end (``self._far_i16``, or silence while there is no
-        echo path) as the reverse stream, then ``near``; the result into ``out``. The two AudioFrames
-        are made once and their samples rewritten in place (no per-frame buffers)."""
+        """One 10 ms frame through the APM: the far end (``self._far_i16``) as the reverse stream, then
+        ``near``; the result into ``out``. The two AudioFrames are made once and their samples
+        rewritten in place (no per-frame buffers)."""
         _f32_to_i16(near, self._scratch, self._near_i16)
-        self.apm.process_reverse_stream(self._silent_frame if self.no_echo_path else self._far_frame)
+        self.apm.process_reverse_stream(self._far_frame)
         self.apm.process_stream(self._near_frame)
-        self.frames += 1
         np.multiply(self._near_i16, np.float32(1 / 32768), out=out)
 
     def write_trace(self) -> None:
@@ -424,6 +430,7 @@ class EchoCanceller:
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "realigned": self.realigned, "delay_ms": round(self.delay_ms, 1),
                 "gated_frames": self.gated_frames, "no_echo_path": self.no_echo_path,
+                "passed_frames": self.passed_frames,
                 "echo_lag_ms": None if self.echo_lag_ms is None else round(self.echo_lag_ms, 1),
                 "ms_per_frame": round(self.cost_s * 1000 / self.frames, 3) if self.frames else None}
 
