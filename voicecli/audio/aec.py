@@ -24,9 +24,10 @@ not which sample is fed, so drift in fact reaches the canceller as a slowly grow
 +20 ms in 100 s, ``echo_lag_ms``) that AEC3's delay estimator follows, with the REALIGN_MS jump as
 the backstop; the residual echo gate below covers the re-learning after such a jump.
 
-Residual echo gate: see GATE_*. Diagnosis: ``VOICECLI_AEC_TRACE=FILE.npz`` records everything the
-canceller was given (for short runs: it is kept in memory until exit); :func:`replay_trace` feeds it
-through a fresh canceller (bench/aec_replay.py, tests/unit/test_aec_gate.py).
+Residual echo gate: see GATE_*; no echo path (headphones): see NO_ECHO_*. Diagnosis:
+``VOICECLI_AEC_TRACE=FILE.npz`` records everything the canceller was given (for short runs: it is
+kept in memory until exit); :func:`replay_trace` feeds it through a fresh canceller
+(bench/aec_replay.py, tests/unit/test_aec_gate.py). Cost per 10 ms frame: bench/aec_bench.py.
 """
 
 from __future__ import annotations
