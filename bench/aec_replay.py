@@ -1,6 +1,6 @@
 """Replay chats recorded with ``VOICECLI_AEC_TRACE`` through the echo canceller offline (issue 10).
 
-    .venv/bin/python bench/aec_replay.py TRACE.npz [...] [--gate on|off] [--detail] [--guard-ms 300]
+    .venv/bin/python bench/aec_replay.py TRACE.npz [...] [--gate on|off] [--ns on|off] [--detail] [--guard-ms 300]
 
 A trace (written by ``voicecli chat --echo aec`` with ``VOICECLI_AEC_TRACE=FILE.npz``, e.g. from
 bench/aec_echo_runs.py) holds what the speaker played with its DAC times, the mic's capture notes
@@ -37,9 +37,9 @@ def db(x: np.ndarray) -> np.ndarray:
     return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
 
 
-def replay(path: Path, gate: bool, guard_ms: float, detail: bool) -> dict[str, Any]:
+def replay(path: Path, gate: bool, guard_ms: float, detail: bool, ns: bool = True) -> dict[str, Any]:
     tr = np.load(path)
-    c, x, out, call_t = aec.replay_trace(tr, gate=gate)
+    c, x, out, call_t = aec.replay_trace(tr, gate=gate, noise_suppression=ns)
     ring_rate = int(tr["ring_rate"])
     same = bool("mic_out" in tr and tr["mic_out"].shape[0] >= out.shape[0]
                 and np.allclose(tr["mic_out"][: out.shape[0]], out, atol=1e-4))
@@ -98,10 +98,11 @@ def main() -> None:
     ap.add_argument("--gate", default="on", help="the residual echo gate (off: AEC3 alone, as before)")
     ap.add_argument("--guard-ms", type=float, default=300.0)
     ap.add_argument("--detail", action="store_true")
+    ap.add_argument("--ns", default="on", choices=("on", "off"), help="the APM's noise suppression (live: on)")
     args = ap.parse_args()
     bad = 0
     for path in args.traces:
-        r = replay(path, args.gate == "on", args.guard_ms, args.detail)
+        r = replay(path, args.gate == "on", args.guard_ms, args.detail, args.ns == "on")
         bad += bool(r["self_interruptions_ms"])
         print(r, flush=True)
     print(f"{len(args.traces) - bad} of {len(args.traces)} replays without a self-interruption")

@@ -108,3 +108,36 @@ def test_with_aec_the_user_still_barges_in(echo_path: VirtualAudio, scripted_ser
     print(f"aec barge-in: the speaker stopped {(played - (s1 - a0)) * 1000:.0f} ms after the server's "
           f"speech.started ({barge['flushed_ms']:.0f} ms of queued reply flushed)")
     assert played - (s1 - a0) < 0.15, f"the speaker kept playing {(played - (s1 - a0)) * 1000:.0f} ms"
+
+
+@needs_aec
+def test_with_aec_and_no_echo_path_a_barge_in_early_in_the_first_reply_is_heard_at_once(
+        vaudio: VirtualAudio, scripted_server: Served) -> None:
+    """Headphones (no echo path): AEC3's filter has no echo to converge on and it took a user talking
+    over the agent for echo, suppressing the prompt by 60-80 dB (issue 10: the first barge-in of a
+    chat reached the wire 0.85 s late). The server hears the barge-in as soon as a plain turn."""
+    chat = ChatProc(vaudio.env, "--url", scripted_server.at(scenario="long"), *KEY, "--no-ui", "--json",
+                    "--echo", "aec")
+    try:
+        chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
+        t0 = time.monotonic()
+        vaudio.play(HELLO).wait(unit(10))
+        plain = chat.wait_for(lambda e: e["type"] == "input.speech.started", what="speech.started")["_received"] - t0
+        chat.wait_for(lambda e: e["type"] == "reply.audio", timeout=20, what="the first reply's audio")
+        time.sleep(1.2)                            # past the echo guard, early in the first reply
+        t1 = time.monotonic()
+        prompt = vaudio.play(THANKS)
+        barge = chat.wait_for(lambda e: e["type"] == "voicecli.barge_in", what="barge-in")
+        over = chat.of_type("input.speech.started")[1]["_received"] - t1
+        prompt.wait(unit(10))
+        time.sleep(0.3)
+        chat.interrupt()
+    finally:
+        chat.kill()
+    _no_traceback(chat)
+    print(f"speech.started after the prompt's start: {plain * 1000:.0f} ms (plain turn), "
+          f"{over * 1000:.0f} ms (talking over the first reply)")
+    assert barge["trigger"] == "input.speech.started" and barge["played_ms"] < 2500
+    assert over - plain < 0.3, f"the barge-in was heard {(over - plain) * 1000:.0f} ms later than a plain turn"
+    summary = [e for e in chat.of_type("voicecli.metrics") if e["scope"] == "session"][-1]
+    assert summary["aec"]["no_echo_path"] and summary["aec"]["passed_frames"] > 0

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 
+from tests.conftest import EXAMPLES
 from voicecli.audio import aec
 from voicecli.audio.aec import FRAME, EchoCanceller, FarEndRing
 from voicecli.cli_audio import echo_mode
 from voicecli.errors import UsageError
 
 RATE = 24000
+TALKER = sf.read(EXAMPLES / "thanks.wav", dtype="float32")[0]
 
 
 def test_ring_keeps_the_latest_frames_and_their_dac_time() -> None:
@@ -24,6 +27,26 @@ def test_ring_keeps_the_latest_frames_and_their_dac_time() -> None:
     assert ring.read(140, 20, out) and list(out[:10]) == [0] * 10 and list(out[10:]) == list(range(150, 160))
     assert ring.read(245, 10, out) and list(out[:5]) == list(range(245, 250)) and not out[5:10].any()
     assert ring.frame_at(1.25) == pytest.approx(250)
+
+
+def test_ring_takes_raw_output_buffers_bytes_memoryviews_and_interleaved_int16() -> None:
+    """A RawOutputStream's callback hands over its buffer, not an array: bytes, a bytearray or a 1-D
+    memoryview (format 'h' or 'B') of interleaved int16; the ring keeps the first channel."""
+    mono = np.arange(-50, 50, dtype=np.int16)
+    stereo = np.stack((mono, -mono), axis=1)                   # (frames, 2); interleaved in memory
+    raw = stereo.tobytes()
+    cases = [(mono, 1), (mono.tobytes(), 1), (bytearray(mono.tobytes()), 1), (memoryview(mono), 1),
+             (memoryview(mono.tobytes()), 1), (memoryview(bytearray(mono.tobytes())).cast("h"), 1),
+             (stereo, 2), (stereo, 1), (raw, 2), (memoryview(raw).cast("h"), 2), (stereo.reshape(-1), 2)]
+    for block, channels in cases:
+        ring = FarEndRing(1000, seconds=0.15)                  # 150 frames: the second write wraps
+        ring.write(block, dac_time=2.0, channels=channels)
+        ring.write(block, dac_time=2.1, channels=channels)
+        assert ring.written == 200 and ring.anchor == (100, 2.1), (type(block), channels)
+        out = np.zeros(100, dtype=np.int16)
+        assert ring.read(100, 100, out) and np.array_equal(out, mono), (type(block), channels)
+    with pytest.raises(ValueError):
+        FarEndRing(1000).write(b"\x00\x01\x02", dac_time=0.0)     # not whole int16 samples
 
 
 def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
@@ -87,3 +110,60 @@ def test_echo_mode_defaults_and_the_missing_extra(monkeypatch: pytest.MonkeyPatc
     assert "pip install 'voicecli[aec]'" in (info.value.hint or "")
     monkeypatch.setattr(aec, "available", lambda: True)
     assert echo_mode(None, None) == "aec" and echo_mode("aec", None) == "aec"
+
+
+def _talk_over(echo_gain: float | None, talk_at: float, seconds: float,
+               echo_from: float = 0.0) -> tuple[np.ndarray, np.ndarray, EchoCanceller]:
+    """The far end plays speech-like audio; from ``talk_at`` s a talker (examples/thanks.wav, looped)
+    speaks into the mic; ``echo_gain``: the far end's echo in the mic (30 ms) from
+    ``echo_from`` s on, or None (headphones: no echo path). Returns (mic in, canceller out, canceller)."""
+    n = int(seconds * RATE)
+    far = _speechlike(seconds, seed=3)
+    mic = np.zeros(n, np.float32)
+    t0 = int(talk_at * RATE)
+    if t0 < n:
+        talk = np.tile(TALKER, (n - t0) // len(TALKER) + 1)
+        mic[t0:] += talk[: n - t0]
+    if echo_gain is not None:
+        d, e0 = int(0.03 * RATE), int(echo_from * RATE)
+        mic[e0 + d:] += echo_gain * far[e0:n - d]
+    ring = FarEndRing(RATE)
+    c = EchoCanceller(ring, RATE)
+    outs = []
+    for i in range(n // FRAME - 2):
+        ring.write((far[i * FRAME:(i + 1) * FRAME] * 32767).astype(np.int16), dac_time=i * FRAME / RATE + 0.015)
+        if i >= 2:
+            k = (i - 2) * FRAME
+            c.note_capture(k / RATE, FRAME)
+            outs.append(c.process(mic[k:k + FRAME]))
+    y = np.concatenate(outs)
+    return mic[: len(y)], y, c
+
+
+def _db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-20))
+
+
+@pytest.mark.skipif(not aec.available(), reason="the aec extra (livekit) is not installed")
+def test_without_an_echo_path_a_user_talking_over_the_agent_is_not_suppressed() -> None:
+    """Issue 10: with no echo in the mic (headphones, the bench's devices) AEC3's filter never converges
+    and it suppressed a talker by 60-80 dB while the far end played: the first barge-in of a chat
+    reached the wire 0.85 s late. Now the canceller notices that there is no echo path and passes the
+    talker through from the first 20 ms."""
+    for talk_at in (0.7, 1.0, 1.4, 2.1, 3.0):
+        x, y, c = _talk_over(None, talk_at, talk_at + 1.0)
+        onset = int(talk_at * RATE) + int(np.argmax(np.abs(TALKER) > 0.05))
+        first = slice(onset, onset + RATE // 10)           # its first 100 ms
+        assert _db(y[first]) - _db(x[first]) > -3, (talk_at, _db(y[first]) - _db(x[first]))
+        assert c.no_echo_path
+
+
+@pytest.mark.skipif(not aec.available(), reason="the aec extra (livekit) is not installed")
+def test_an_echo_path_keeps_the_canceller_on_and_one_that_appears_ends_the_pass_through() -> None:
+    # a laptop's echo (-12 dB) from the start: never taken for "no echo path"; the echo is removed
+    x, y, c = _talk_over(0.25, talk_at=9.0, seconds=6.0)
+    assert not c.no_echo_path and _db(y[3 * RATE:]) - _db(x[3 * RATE:]) < -25
+    # headphones off mid-chat: the echo appears at 3 s; echo-like, so the canceller is back on at once
+    x, y, c = _talk_over(0.25, talk_at=99.0, seconds=9.0, echo_from=3.0)
+    assert not c.no_echo_path
+    assert _db(y[6 * RATE:]) - _db(x[6 * RATE:]) < -25

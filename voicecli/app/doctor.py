@@ -253,7 +253,7 @@ def _speaker_check(sd: Any, st: devices.StreamSettings,
     checks = [Check("speaker", "ok", f"played a {TONE_S:g} s test tone at {st.rate} Hz (you should have "
                                      f"heard a rising sweep), output latency {latency * 1000:.0f} ms")]
     if mic is not None and recorded and played_at:
-        from voicecli.audio import aec
+        from voicecli.audio import aec_support as aec
         ref = speaker_tone(mic.rate)
         echo = measure_echo(np.concatenate(recorded), recorded_at[0], ref, played_at[0], mic.rate)
         checks.append(judge_echo(echo, aec.available()))

@@ -24,9 +24,10 @@ not which sample is fed, so drift in fact reaches the canceller as a slowly grow
 +20 ms in 100 s, ``echo_lag_ms``) that AEC3's delay estimator follows, with the REALIGN_MS jump as
 the backstop; the residual echo gate below covers the re-learning after such a jump.
 
-Residual echo gate: see GATE_*. Diagnosis: ``VOICECLI_AEC_TRACE=FILE.npz`` records everything the
-canceller was given (for short runs: it is kept in memory until exit); :func:`replay_trace` feeds it
-through a fresh canceller (bench/aec_replay.py, tests/unit/test_aec_gate.py).
+Residual echo gate: see GATE_*; no echo path (headphones): see NO_ECHO_*. Diagnosis:
+``VOICECLI_AEC_TRACE=FILE.npz`` records everything the canceller was given (for short runs: it is
+kept in memory until exit); :func:`replay_trace` feeds it through a fresh canceller
+(bench/aec_replay.py, tests/unit/test_aec_gate.py). Cost per 10 ms frame: bench/aec_bench.py.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from voicecli.audio.aec_support import INSTALL_HINT, available  # noqa: F401  (the probe lives apart)
+from voicecli.audio.aec_support import INSTALL_HINT as INSTALL_HINT  # the probe lives apart (no numpy)
+from voicecli.audio.aec_support import available as available
 from voicecli.audio.polyphase import PolyphaseResampler
 from voicecli.protocol.constants import RATE
 
@@ -69,6 +71,24 @@ GATE_DB = -30.0
 GATE_GAIN = 10 ** (GATE_DB / 20)
 GATE_SPAN = 4                # samples around the last lag found, checked before a full search
 GATE_SEARCH_EVERY = 4        # frames between two full searches while they find nothing (0.2 ms each)
+# No echo path (headphones; the bench's virtual devices without the loopback): AEC3 never hears an
+# echo, its linear filter never converges, and meanwhile it assumes the echo is as loud as the far
+# end, so a user who talks over the agent is suppressed by 60-80 dB for as long as the far end plays
+# (measured, issue 10: the first barge-in of a chat reached the wire 0.85 s late; bench/aec_bench.py
+# --no-echo). While the mic has stayed this far below the far end (ERL >= 40 dB: an echo there is
+# below any turn detector's speech threshold) for NO_ECHO_FRAMES of far-end audio, the mic is passed
+# on as it is, without the APM (as with ``--echo off``; it also costs nothing then: the APM's native
+# calls are most of the canceller's cost; noise suppression measurably bought nothing on the echo
+# runs, bench/aec_replay.py --ns off); echo-like mic audio (the gate's test), or a mic louder than
+# that for NO_ECHO_REVOKE of far-end audio without the far end stopping (a barge-in stops it), ends
+# that (``no_echo_path``) and the APM takes over again (from AEC3's conservative initial state).
+FAR_ACTIVE = 1e-6            # mean far-end power (-60 dBFS) above which the far end is playing
+NO_ECHO_ERL = 1e-4           # mic power below far-end power * this (-40 dB): no echo to cancel
+NO_ECHO_FRAMES = 50          # 0.5 s of far-end audio with such a mic
+NO_ECHO_REVOKE = 100         # 1 s of a loud, not echo-like mic while the far end plays
+_ONES_WINDOW = np.ones(GATE_WINDOW, dtype=np.float32)
+_RAMP_DOWN = np.linspace(1.0, GATE_GAIN, FRAME, dtype=np.float32)   # the gate closing over one frame
+_RAMP_UP = np.linspace(GATE_GAIN, 1.0, FRAME, dtype=np.float32)
 
 
 
@@ -87,10 +107,18 @@ class FarEndRing:
         self.anchor: tuple[int, float] | None = None       # (frame index, its DAC time)
         self.trace: list[tuple[npt.NDArray[np.int16], float, float]] | None = None  # VOICECLI_AEC_TRACE
 
-    def write(self, block: npt.NDArray[Any], dac_time: float) -> None:
-        """Callback thread: ``block`` (frames, channels) int16 as played; ``dac_time`` = when its first
-        frame reaches the DAC (PortAudio's clock)."""
-        mono = block[:, 0] if block.ndim == 2 else block
+    def write(self, block: npt.NDArray[Any] | memoryview | bytes | bytearray, dac_time: float,
+              channels: int = 1) -> None:
+        """Callback thread: ``block`` as played, int16: a (frames, channels) or (frames,) array, or the
+        raw buffer of a RawOutputStream (bytes, bytearray or a 1-D memoryview, format 'h' or 'B':
+        ``channels`` interleaved); ``dac_time`` = when its first frame reaches the DAC (PortAudio's
+        clock). Only the first channel is kept."""
+        if isinstance(block, np.ndarray) and block.ndim == 2:
+            mono = block[:, 0]
+        else:
+            mono = block if isinstance(block, np.ndarray) else np.frombuffer(block, dtype=np.int16)
+            if channels > 1:
+                mono = mono[::channels]
         n = mono.shape[0]
         start = self.written % self.size
         first = min(n, self.size - start)
@@ -139,6 +167,10 @@ class EchoCanceller:
         self._rtc = rtc
         self.apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=noise_suppression,
                                              high_pass_filter=True, auto_gain_control=False)
+        # the reference is already time-aligned. Once: AEC3 ignores it (it estimates the delay
+        # itself) and the output is the same bit for bit as when it is set before every frame, which
+        # cost a native call (~8 us) per frame (issue 10, bench/aec_bench.py)
+        self.apm.set_stream_delay_ms(0)
         self.ring = ring
         self.mic_rate = mic_rate
         self.ref_resampler = PolyphaseResampler(ring.rate, RATE)
@@ -146,13 +178,25 @@ class EchoCanceller:
         self._ref_pos: float | None = None       # next reference frame to read (output-device frames)
         self._err = 0.0                          # smoothed (measured - read) reference position
         self._ref_buf = np.zeros(int(math.ceil(self.ref_step * (1 + 2 * MAX_SLEW))) + 2, dtype=np.int16)
-        self._ref_q = np.zeros(0, dtype=np.float32)  # resampled reference not used yet
+        # resampled reference not used yet: self._ref_q[:self._ref_n] (a read adds at most one
+        # _ref_buf's worth, resampled, to less than a frame)
+        self._ref_q = np.zeros(FRAME + int(math.ceil(self._ref_buf.shape[0] * RATE / ring.rate)) + 8,
+                               dtype=np.float32)
+        self._ref_n = 0
+        # the APM's two frames, made once; their samples are rewritten in place every 10 ms
+        self._far_frame = rtc.AudioFrame(bytearray(FRAME * 2), RATE, 1, FRAME)
+        self._near_frame = rtc.AudioFrame(bytearray(FRAME * 2), RATE, 1, FRAME)
+        self._far_i16: npt.NDArray[np.int16] = np.frombuffer(self._far_frame.data, dtype=np.int16)
+        self._near_i16: npt.NDArray[np.int16] = np.frombuffer(self._near_frame.data, dtype=np.int16)
+        self._scratch = np.empty(FRAME, dtype=np.float32)
+        self._e_mic = self._e_ref = 0.0         # energies of the gate's windows (this frame)
         self._near = np.zeros(0, dtype=np.float32)    # mic samples waiting for a full frame
         self._near_t: float | None = None        # ADC time of self._near[0]
         self._adc: tuple[float, float] | None = None   # (mic device frame count, ADC time) latest
         self._mic_frames = 0.0                  # mic device frames noted so far
         self._near_total = 0                    # 24 kHz mic samples given to process()
-        self.frames = 0
+        self.frames = 0                          # 10 ms mic frames processed
+        self.passed_frames = 0                   # of which passed on without the APM (no echo path)
         self.realigned = 0
         self.echo_lag_ms: float | None = None    # the echo's lag behind the reference fed (last found)
         self._gate_lag: int | None = None        # samples
@@ -160,10 +204,14 @@ class EchoCanceller:
         self._hist_ref = np.zeros(GATE_WINDOW + GATE_MAX_LAG, dtype=np.float32)
         self._hist_mic = np.zeros(GATE_WINDOW, dtype=np.float32)
         self.gate = True
+        self.no_echo_path = False                # see NO_ECHO_*
+        self._quiet_frames = 0                   # far-end frames with a mic NO_ECHO_ERL below it
+        self._loud_frames = 0                    # far-end frames in a row with a loud, not echo-like mic
+        self._silence = np.zeros(FRAME, dtype=np.int16)
         self._gain = 1.0
         self.gated_frames = 0
         self.delay_ms = 0.0                      # last measured stream delay (DAC - ADC)
-        self.cost_s = 0.0                        # time spent in the canceller
+        self.cost_s = 0.0                        # CPU time of the calling thread spent in the canceller
         self.trace_path = os.environ.get("VOICECLI_AEC_TRACE") or None
         self._calls: list[tuple[float, ...]] = []
         self._mic_in: list[npt.NDArray[np.float32]] = []
@@ -194,7 +242,7 @@ class EchoCanceller:
         return t + (sample * self.mic_rate / RATE - frame) / self.mic_rate
 
     def process(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         if self.trace_path:
             self._calls.append((1.0, time.monotonic(), -1.0, float(x.shape[0]), float(self.ring.written),
                                 *(self.ring.anchor or (-1.0, -1.0))))
@@ -205,43 +253,55 @@ class EchoCanceller:
         base = self._near_total - self._near.shape[0]
         for i in range(n_frames):
             frame = near[i * FRAME:(i + 1) * FRAME]
-            ref = self._reference(self._adc_time_of(base + i * FRAME))
-            gain = GATE_GAIN if self._track(frame, ref) and self.gate else 1.0
-            y = self._cancel(frame, ref)
-            if gain != 1.0 or self._gain != 1.0:
-                y = y * np.linspace(self._gain, gain, FRAME, dtype=np.float32)
-                self.gated_frames += gain != 1.0
+            self._reference(self._adc_time_of(base + i * FRAME))
+            echo_like = self._track(frame)
+            self._note_path(echo_like)
+            gain = GATE_GAIN if echo_like and self.gate else 1.0
+            y = out[i * FRAME:(i + 1) * FRAME]
+            self.frames += 1
+            if self.no_echo_path:
+                y[:] = frame
+                self.passed_frames += 1
+            else:
+                self._cancel(frame, y)
+            if gain != self._gain:
+                y *= _RAMP_DOWN if gain < self._gain else _RAMP_UP
+            elif gain != 1.0:
+                y *= np.float32(gain)
+            self.gated_frames += gain != 1.0
             self._gain = gain
-            out[i * FRAME:(i + 1) * FRAME] = y
         self._near = near[n_frames * FRAME:].copy()
         self._near_total += x.shape[0]
-        self.cost_s += time.perf_counter() - t0
+        self.cost_s += time.thread_time() - t0
         if self.trace_path:
             self._mic_out.append(out.copy())
         return out
 
-    def _track(self, near: npt.NDArray[np.float32], ref: npt.NDArray[np.int16]) -> bool:
-        """Keep the last GATE_WINDOW of mic and GATE_WINDOW + GATE_MAX_LAG of reference; return
-        whether the mic is (nearly) pure echo (see GATE_*): first at the last lag found (+-GATE_SPAN,
-        cheap), else by a search over every lag (FFT; while it finds nothing, every GATE_SEARCH_EVERY
-        frames)."""
-        self._hist_ref[:-FRAME] = self._hist_ref[FRAME:]
-        self._hist_ref[-FRAME:] = ref
-        self._hist_ref[-FRAME:] *= np.float32(1 / 32768)
-        self._hist_mic[:-FRAME] = self._hist_mic[FRAME:]
-        self._hist_mic[-FRAME:] = near
-        m = self._hist_mic
-        e_m = float(np.dot(m, m))
+    def _track(self, near: npt.NDArray[np.float32]) -> bool:
+        """Keep the last GATE_WINDOW of mic and GATE_WINDOW + GATE_MAX_LAG of reference (the frame
+        :meth:`_reference` just produced); return whether the mic is (nearly) pure echo (see GATE_*):
+        first at the last lag found (+-GATE_SPAN, cheap), else by a search over every lag (FFT; while
+        it finds nothing, every GATE_SEARCH_EVERY frames). A mic too quiet to hold an echo worth
+        gating (NO_ECHO_ERL below the far end) is not searched."""
+        h_ref, h_mic = self._hist_ref, self._hist_mic
+        h_ref[:-FRAME] = h_ref[FRAME:]
+        np.multiply(self._far_i16, np.float32(1 / 32768), out=h_ref[-FRAME:])
+        h_mic[:-FRAME] = h_mic[FRAME:]
+        h_mic[-FRAME:] = near
+        e_m = self._e_mic = float(np.dot(h_mic, h_mic))
+        e_r = self._e_ref = float(np.dot(h_ref, h_ref))
         if e_m < GATE_WINDOW * 1e-9:                 # -90 dBFS: nothing to gate
+            return False
+        if e_r < GATE_WINDOW * 1e-9:                 # no far end
+            return False
+        if e_m / GATE_WINDOW < e_r / h_ref.shape[0] * NO_ECHO_ERL:     # far below the far end
             return False
         if self._gate_lag is not None and self._echo_at(self._gate_lag, e_m):
             return True
         if self._search_wait > 0:
             self._search_wait -= 1
             return False
-        if float(np.dot(self._hist_ref, self._hist_ref)) < GATE_WINDOW * 1e-9:   # no far end
-            return False
-        found = _echo_lag(m, self._hist_ref)
+        found = _echo_lag(h_mic, h_ref)
         if found is None:
             self._search_wait = GATE_SEARCH_EVERY - 1
             return False
@@ -249,20 +309,42 @@ class EchoCanceller:
         self.echo_lag_ms = found * 1000.0 / RATE
         return True
 
+    def _note_path(self, echo_like: bool) -> None:
+        """Whether there is an echo path at all (see NO_ECHO_*), from the windows :meth:`_track` keeps."""
+        far = self._e_ref / self._hist_ref.shape[0]
+        if far < FAR_ACTIVE:
+            self._loud_frames = 0
+            return
+        if echo_like:
+            self._revoke()
+        elif self._e_mic / GATE_WINDOW < far * NO_ECHO_ERL:
+            self._loud_frames = 0
+            self._quiet_frames += 1
+            if self._quiet_frames >= NO_ECHO_FRAMES:
+                self.no_echo_path = True
+        else:
+            self._loud_frames += 1
+            if self._loud_frames >= NO_ECHO_REVOKE:
+                self._revoke()
+
+    def _revoke(self) -> None:
+        self.no_echo_path = False
+        self._quiet_frames = self._loud_frames = 0
+
     def _echo_at(self, lag: int, e_m: float) -> bool:
         """Whether the mic window is the reference at ``lag`` +- GATE_SPAN (ncc above GATE_NCC)."""
-        m = self._hist_mic
         lo = max(0, GATE_MAX_LAG - lag - GATE_SPAN)
         hi = min(self._hist_ref.shape[0], GATE_MAX_LAG - lag + GATE_SPAN + GATE_WINDOW)
+        if hi - lo < GATE_WINDOW:
+            return False
         r = self._hist_ref[lo:hi]
-        for j in range(r.shape[0] - GATE_WINDOW + 1):
-            seg = r[j:j + GATE_WINDOW]
-            if float(np.dot(seg, m)) > GATE_NCC * math.sqrt(max(float(np.dot(seg, seg)), 1e-12) * e_m):
-                return True
-        return False
+        dots = np.correlate(r, self._hist_mic, "valid")          # dots[j] = r[j:j + W] . mic
+        energies = np.correlate(np.square(r), _ONES_WINDOW, "valid")
+        return bool(np.any(dots > GATE_NCC * np.sqrt(np.maximum(energies, np.float32(1e-12)) * e_m)))
 
-    def _reference(self, adc_time: float | None) -> npt.NDArray[np.int16]:
-        """The 10 ms of far-end audio played when the mic frame at ``adc_time`` was captured."""
+    def _reference(self, adc_time: float | None) -> None:
+        """The 10 ms of far-end audio played when the mic frame at ``adc_time`` was captured, into
+        the far-end AudioFrame's samples (``self._far_i16``)."""
         want = self.ring.frame_at(adc_time) if adc_time is not None else None
         step = self.ref_step
         if want is not None:
@@ -278,15 +360,18 @@ class EchoCanceller:
                     self._ref_pos += self._err
                     self._err = 0.0
                     self.ref_resampler.reset()
-                    self._ref_q = np.zeros(0, dtype=np.float32)
+                    self._ref_n = 0
                 else:
                     step += max(-MAX_SLEW, min(MAX_SLEW, FOLLOW * self._err / step)) * step
             anchor = self.ring.anchor
             if anchor is not None and adc_time is not None:
                 self.delay_ms = (anchor[1] - adc_time) * 1000.0
-        while self._ref_q.shape[0] < FRAME:
+        q, buf = self._ref_q, self._ref_buf
+        while self._ref_n < FRAME:
+            k = self._ref_n
             if self._ref_pos is None:
-                self._ref_q = np.concatenate((self._ref_q, np.zeros(FRAME, dtype=np.float32)))
+                q[k:k + FRAME] = 0
+                self._ref_n += FRAME
                 break
             # never ahead of what the speaker has played (that would be silence, not the echo's source)
             self._ref_pos = min(self._ref_pos, float(self.ring.written) - step)
@@ -294,24 +379,31 @@ class EchoCanceller:
             end = int(self._ref_pos + step)
             self._ref_pos += step
             n = end - start
-            if not self.ring.read(start, n, self._ref_buf):
-                self._ref_buf[:n] = 0
-            self._ref_q = np.concatenate((self._ref_q, self.ref_resampler.process(self._ref_buf[:n])))
-        ref, self._ref_q = self._ref_q[:FRAME], self._ref_q[FRAME:]
+            if not self.ring.read(start, n, buf):
+                buf[:n] = 0
+            if self.ref_resampler.passthrough:
+                np.multiply(buf[:n], np.float32(1 / 32768), out=q[k:k + n])
+                self._ref_n += n
+            else:
+                r = self.ref_resampler.process(buf[:n])
+                q[k:k + r.shape[0]] = r
+                self._ref_n += r.shape[0]
+        _f32_to_i16(q[:FRAME], self._scratch, self._far_i16)
+        rest = self._ref_n - FRAME
+        q[:rest] = q[FRAME:self._ref_n]
+        self._ref_n = rest
         if self.trace_path:
             self._frame_log.append((-1.0 if want is None else want, self._ref_pos or -1.0, self._err,
                                     self.delay_ms, float(self.realigned)))
-        return _to_i16(ref)
 
-    def _cancel(self, near: npt.NDArray[np.float32], ref: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
-        rtc = self._rtc
-        far = rtc.AudioFrame(ref.tobytes(), RATE, 1, FRAME)
-        self.apm.process_reverse_stream(far)
-        frame = rtc.AudioFrame(_to_i16(near).tobytes(), RATE, 1, FRAME)
-        self.apm.set_stream_delay_ms(0)          # the reference is already time-aligned
-        self.apm.process_stream(frame)
-        self.frames += 1
-        return np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / np.float32(32768.0)
+    def _cancel(self, near: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
+        """One 10 ms frame through the APM: the far end (``self._far_i16``) as the reverse stream, then
+        ``near``; the result into ``out``. The two AudioFrames are made once and their samples
+        rewritten in place (no per-frame buffers)."""
+        _f32_to_i16(near, self._scratch, self._near_i16)
+        self.apm.process_reverse_stream(self._far_frame)
+        self.apm.process_stream(self._near_frame)
+        np.multiply(self._near_i16, np.float32(1 / 32768), out=out)
 
     def write_trace(self) -> None:
         """VOICECLI_AEC_TRACE=FILE.npz: everything needed to replay this chat's canceller offline
@@ -332,7 +424,8 @@ class EchoCanceller:
 
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "realigned": self.realigned, "delay_ms": round(self.delay_ms, 1),
-                "gated_frames": self.gated_frames,
+                "gated_frames": self.gated_frames, "no_echo_path": self.no_echo_path,
+                "passed_frames": self.passed_frames,
                 "echo_lag_ms": None if self.echo_lag_ms is None else round(self.echo_lag_ms, 1),
                 "ms_per_frame": round(self.cost_s * 1000 / self.frames, 3) if self.frames else None}
 
@@ -352,15 +445,15 @@ class _ReplayRing(FarEndRing):
         return True
 
 
-def replay_trace(trace: Any, gate: bool = True) -> tuple[EchoCanceller, npt.NDArray[np.float32],
-                                                          npt.NDArray[np.float32], list[tuple[float, int]]]:
+def replay_trace(trace: Any, gate: bool = True, noise_suppression: bool = True) -> tuple[
+        EchoCanceller, npt.NDArray[np.float32], npt.NDArray[np.float32], list[tuple[float, int]]]:
     """Feed a trace (``np.load`` of a VOICECLI_AEC_TRACE file) through a fresh canceller, call by
     call as it happened live. Returns the canceller, the mic input, its output and, per
     ``process()`` call, (monotonic time, samples out)."""
     ring = _ReplayRing(int(trace["ring_rate"]), trace["played"])
     saved, os.environ["VOICECLI_AEC_TRACE"] = os.environ.get("VOICECLI_AEC_TRACE"), ""
     try:
-        c = EchoCanceller(ring, int(trace["mic_rate"]))
+        c = EchoCanceller(ring, int(trace["mic_rate"]), noise_suppression=noise_suppression)
     finally:
         if saved is None:
             del os.environ["VOICECLI_AEC_TRACE"]
@@ -400,6 +493,10 @@ def _echo_lag(mic: npt.NDArray[np.float32], ref: npt.NDArray[np.float32]) -> int
     return GATE_MAX_LAG - j if float(ncc[j]) > GATE_NCC else None
 
 
-def _to_i16(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
-    out: npt.NDArray[np.int16] = np.clip(np.rint(x * np.float32(32768.0)), -32768, 32767).astype(np.int16)
-    return out
+def _f32_to_i16(x: npt.NDArray[np.float32], scratch: npt.NDArray[np.float32],
+                out: npt.NDArray[np.int16]) -> None:
+    """float32 [-1, 1) -> int16 (scale by 32768, round, clip) into ``out``, through ``scratch``."""
+    np.multiply(x, np.float32(32768.0), out=scratch)
+    np.minimum(scratch, np.float32(32767.0), out=scratch)     # clipping before rounding: the same
+    np.maximum(scratch, np.float32(-32768.0), out=scratch)
+    np.rint(scratch, out=out, casting="unsafe")

@@ -498,8 +498,7 @@ class PlaybackStream(_StreamBase):
             out = self._view(outdata, frames)
             self.buffer.pull_into(out)
             if self.ring is not None:
-                self.ring.write(out if out.ndim == 1 else out[:, 0],
-                                _stream_time(time_info, "outputBufferDacTime", time.monotonic()))
+                self.ring.write(out, _stream_time(time_info, "outputBufferDacTime", time.monotonic()))
         except Exception as exc:
             memoryview(outdata).cast("B")[:] = bytes(len(outdata))
             self._fail_from_callback(exc)
