@@ -11,11 +11,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT, unit
-from tests.e2e.conftest import require_audio
+from tests.conftest import EXAMPLES, ROOT, Served, unit
+from tests.e2e.conftest import ChatProc, require_audio
 from tests.e2e.pulse import VirtualAudio
 from voicecli.audio import soundserver
 
@@ -184,3 +185,34 @@ def test_a_server_that_goes_away_ends_the_watcher_without_a_traceback(
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert soundserver.list_server_devices() == [] and soundserver.Watcher(lambda: None).start() is False
+
+
+def _clients_of(va: VirtualAudio, pid: int) -> list[str]:
+    return [block.split("\n", 1)[0].strip() for block in va.pactl("list", "clients").split("Client #")[1:]
+            if f'application.process.id = "{pid}"' in block and 'application.name = "voicecli"' in block]
+
+
+def test_a_watching_chat_runs_no_child_and_a_killed_one_leaves_nothing_behind(vaudio: VirtualAudio,
+                                                                               scripted_server: Served) -> None:
+    """The chat watches the server's events on a libpulse connection of its own (the client the
+    server sees as ``voicecli``), not a ``pactl subscribe`` child (5.6 MiB, and left running when
+    the chat was SIGKILLed): no child process at all, and nothing of it stays on the server."""
+    chat = ChatProc(vaudio.env, "--url", scripted_server.at(scenario="echo"), "--api-key", "test-key",
+                    "--no-ui", "--json", "--echo", "off")
+    try:
+        chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
+        deadline = time.monotonic() + unit(5)
+        while not _clients_of(vaudio, chat.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _clients_of(vaudio, chat.proc.pid), vaudio.pactl("list", "clients")
+        time.sleep(unit(0.5))
+        pid = chat.proc.pid
+        children = [c for task in os.listdir(f"/proc/{pid}/task")
+                    for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        assert children == [], [Path(f"/proc/{c}/cmdline").read_bytes() for c in children]
+    finally:
+        chat.kill()                                   # SIGKILL
+    deadline = time.monotonic() + unit(3)
+    while _clients_of(vaudio, pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _clients_of(vaudio, pid) == []
