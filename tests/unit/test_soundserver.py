@@ -1,6 +1,6 @@
 """voicecli.audio.soundserver and devices.select_with_server: the sound server's sources/sinks by
 description (plain device lists), and what happens where no sound server can be asked. What the real
-server answers is in tests/e2e/test_soundserver.py."""
+server answers is in tests/e2e/test_sound_server_live.py."""
 
 from __future__ import annotations
 

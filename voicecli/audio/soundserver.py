@@ -72,7 +72,7 @@ def _pulsectl() -> Any:
 
 def _client_class(pulsectl: Any) -> Any:
     """``pulsectl.Pulse`` with two fixes of 24.12, both on its private hooks (if those change, the
-    fixes stop working but nothing fails: the e2e tests in tests/e2e/test_soundserver.py notice):
+    fixes stop working but nothing fails: the e2e tests in tests/e2e/test_sound_server_live.py notice):
 
     * ``connect(timeout=...)`` returns as soon as the server is ready (24.12 polls until the timeout
       even when connected: a whole second per call for a 1 s timeout);
