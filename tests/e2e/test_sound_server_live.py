@@ -216,3 +216,30 @@ def test_a_watching_chat_runs_no_child_and_a_killed_one_leaves_nothing_behind(va
     while _clients_of(vaudio, pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _clients_of(vaudio, pid) == []
+
+
+def test_an_on_event_that_raises_ends_the_watch_quietly(on_vaudio: VirtualAudio, monkeypatch: pytest.MonkeyPatch,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    """(The chat's on_event is loop.call_soon_threadsafe, which raises once the loop is closed.) An
+    exception in pulsectl's ctypes callback would be printed as "Exception ignored ..." with its
+    traceback: the watch stops instead."""
+    crashed: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    calls: list[int] = []
+
+    def closed_loop() -> None:
+        calls.append(1)
+        raise RuntimeError("Event loop is closed")
+
+    w = soundserver.Watcher(closed_loop)
+    assert w.start() and w.thread is not None
+    module = on_vaudio.pactl("load-module", "module-null-sink", "sink_name=plugged2").strip()
+    try:
+        w.thread.join(unit(3))
+        assert not w.thread.is_alive() and calls == [1]
+    finally:
+        on_vaudio.pactl("unload-module", module)
+        w.close()
+    assert crashed == []
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception ignored" not in err, err

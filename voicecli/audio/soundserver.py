@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,8 +43,8 @@ class ServerDevice:
                 "channels": self.channels, "default": self.default, "monitor": self.monitor}
 
 
-
 _pulse_class: Any = None
+_import_lock = threading.Lock()
 
 
 def _pulsectl() -> Any:
@@ -55,18 +56,19 @@ def _pulsectl() -> Any:
     if "pulsectl" in sys.modules:
         return sys.modules["pulsectl"]
     import ctypes.util
-    real = ctypes.util.find_library
+    with _import_lock:
+        real = ctypes.util.find_library
 
-    def find_library(name: str) -> str | None:
-        return "libpulse.so.0" if name == "libpulse" and sys.platform.startswith("linux") else real(name)
+        def find_library(name: str) -> str | None:
+            return "libpulse.so.0" if name == "libpulse" and sys.platform.startswith("linux") else real(name)
 
-    ctypes.util.find_library = find_library
-    try:
-        import pulsectl  # type: ignore[import-untyped]
-    except Exception:        # ImportError, OSError (no libpulse), AttributeError (an old one)
-        return None
-    finally:
-        ctypes.util.find_library = real
+        ctypes.util.find_library = find_library
+        try:
+            import pulsectl  # type: ignore[import-untyped]
+        except Exception:    # ImportError, OSError (no libpulse), AttributeError (an old one)
+            return None
+        finally:
+            ctypes.util.find_library = real
     return pulsectl
 
 
@@ -291,7 +293,6 @@ class Watcher:
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop the thread (from another thread) and join it."""
-        import time
         self._stopping = True
         thread = self.thread
         if thread is None:
