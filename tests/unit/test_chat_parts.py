@@ -111,14 +111,3 @@ def test_a_lost_device_is_looked_for_by_name_then_the_spec_then_the_default() ->
                       "output": StreamSettings(usb, "output", 48000, 2)}
     assert keeper._candidates("input") == ["USB Audio Headset", 7, None]
     assert keeper._candidates("output") == ["USB Audio Headset", None]
-
-
-def test_only_device_changes_and_our_own_streams_wake_the_sound_server_watch() -> None:
-    from voicecli.audio.soundserver import Watcher
-    w = Watcher(lambda: None)
-    w.streams = {"sink-input #3"}
-    assert w.relevant("Event 'remove' on sink #0\n") and w.relevant("Event 'new' on source #5\n")
-    assert w.relevant("Event 'change' on sink-input #3\n")              # ours moved
-    assert not w.relevant("Event 'change' on sink #2\n")                # a state change
-    assert not w.relevant("Event 'new' on sink-input #9\n")             # another program's stream
-    assert not w.relevant("Event 'new' on client #12\n") and not w.relevant("garbage")

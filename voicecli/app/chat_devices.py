@@ -16,7 +16,7 @@ that comes back at another rate gets its pipeline rebuilt (``on_rate``).
 
 Through a sound server (PulseAudio, PipeWire) the stream survives its device: the server moves it to
 another device (its default) when the device goes away, and back when it returns. PortAudio sees
-nothing; :meth:`ChatDevices.watch` follows the server's events (``pactl subscribe``, a sleeping
+nothing; :meth:`ChatDevices.watch` follows the server's events (libpulse in-process, a sleeping
 thread) and reports each move of the chat's streams in one line.
 """
 
@@ -179,7 +179,7 @@ class ChatDevices:
     def watch(self, loop: asyncio.AbstractEventLoop, on_moved: Callable[[str, str, str], None]) -> bool:
         """If a stream goes through a sound server, report where the server moves it:
         ``on_moved(kind, from, to)`` (device descriptions) on the loop. False when there is nothing
-        to watch (or no pactl)."""
+        to watch (or no sound server to ask)."""
         if not any(s.device.sound_server for s in self.current.values()):
             return False
         self._loop, self._on_moved = loop, on_moved

@@ -2,23 +2,30 @@
 
 On such machines PortAudio sees only ALSA's ``pulse`` and ``default`` PCMs, not the sources and sinks
 people know by name ("VirtualMic", "USB Audio Headset"). :func:`list_server_devices` asks the server
-(``pactl list sources|sinks`` in the C locale, parsed as text so any pactl version works) and
-:func:`route` makes the next stream on the ``pulse`` PCM use one of them (``PULSE_SOURCE`` /
-``PULSE_SINK``, which libpulse reads when the ALSA plugin opens a stream). No pactl or no server:
-an empty list, and selection works on PortAudio's devices only.
+and :func:`route` makes the next stream on the ``pulse`` PCM use one of them (``PULSE_SOURCE`` /
+``PULSE_SINK``, which libpulse reads when the ALSA plugin opens a stream).
+
+The server is asked in-process, through libpulse (``pulsectl``'s ctypes bindings; the chat has
+libpulse loaded already, by ALSA's pulse plugin): no ``pactl`` child, nothing left running when the
+chat is killed. The server sees a client named ``voicecli``. ``pulsectl`` is imported only here, on
+first use: no sound server, no libpulse or no pulsectl is an empty list (and selection works on
+PortAudio's devices only), a :class:`Watcher` that does not start, never a traceback.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import subprocess
-from collections.abc import Sequence
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-PACTL_TIMEOUT_S = 3.0
+CONNECT_TIMEOUT_S = 2.0     # a local server answers in milliseconds; a hung one costs at most this
+CLIENT_NAME = "voicecli"    # what the server (pactl list clients, pavucontrol) shows
+PA_INVALID_INDEX = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,45 +43,108 @@ class ServerDevice:
                 "channels": self.channels, "default": self.default, "monitor": self.monitor}
 
 
-def _pactl(*args: str) -> str | None:
-    if shutil.which("pactl") is None:
+_pulse_class: Any = None
+_import_lock = threading.Lock()
+
+
+def _pulsectl() -> Any:
+    """The ``pulsectl`` module, or None (not installed, no libpulse, a libpulse without its symbols).
+
+    pulsectl finds libpulse with ``ctypes.util.find_library("libpulse")``, which on Linux runs
+    ``ldconfig -p``, ``gcc`` and ``ld`` as subprocesses (~50 ms) to look for a ``liblibpulse`` that
+    never exists, then loads ``libpulse.so.0``: it is told that name at once."""
+    if "pulsectl" in sys.modules:
+        return sys.modules["pulsectl"]
+    import ctypes.util
+    with _import_lock:
+        real = ctypes.util.find_library
+
+        def find_library(name: str) -> str | None:
+            return "libpulse.so.0" if name == "libpulse" and sys.platform.startswith("linux") else real(name)
+
+        ctypes.util.find_library = find_library
+        try:
+            import pulsectl  # type: ignore[import-untyped]
+        except Exception:    # ImportError, OSError (no libpulse), AttributeError (an old one)
+            return None
+        finally:
+            ctypes.util.find_library = real
+    return pulsectl
+
+
+def _client_class(pulsectl: Any) -> Any:
+    """``pulsectl.Pulse`` with two fixes of 24.12, both on its private hooks (if those change, the
+    fixes stop working but nothing fails: the e2e tests in tests/e2e/test_sound_server_live.py notice):
+
+    * ``connect(timeout=...)`` returns as soon as the server is ready (24.12 polls until the timeout
+      even when connected: a whole second per call for a 1 s timeout);
+    * a sink's or source's ``sample_spec`` is copied while libpulse's struct is alive, as
+      ``sample_rate`` (24.12 keeps a ctypes view of memory libpulse frees after the callback: the
+      rate reads as 0 or garbage later)."""
+    global _pulse_class
+    if _pulse_class is None:
+        class Client(pulsectl.Pulse):  # type: ignore[misc]
+            def _pulse_state_cb(self, ctx: Any, userdata: Any) -> None:
+                super()._pulse_state_cb(ctx, userdata)
+                if self.connected:
+                    self._loop_stop = True
+
+            def _pulse_info_cb(self, info_cls: Any, data_list: list[Any], *args: Any) -> None:
+                before = len(data_list)
+                super()._pulse_info_cb(info_cls, data_list, *args)
+                for info in data_list[before:]:
+                    spec = getattr(info, "sample_spec", None)
+                    info.sample_rate = int(spec.rate) if spec is not None else 0
+        _pulse_class = Client
+    return _pulse_class
+
+
+def _connect() -> Any:
+    """A connected ``pulsectl.Pulse`` (the caller closes it), or None where there is no server."""
+    pulsectl = _pulsectl()
+    if pulsectl is None:
         return None
     try:
-        out = subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=PACTL_TIMEOUT_S,
-                             env=dict(os.environ, LC_ALL="C"))
-    except (OSError, subprocess.SubprocessError):
+        pulse = _client_class(pulsectl)(CLIENT_NAME, connect=False)
+    except Exception:
         return None
-    return out.stdout if out.returncode == 0 else None
+    try:
+        pulse.connect(autospawn=False, timeout=CONNECT_TIMEOUT_S)
+    except Exception:        # PulseError: refused, timed out
+        pulse.close()
+        return None
+    return pulse
 
 
-def parse_pactl(text: str, kind: str, default: str | None) -> list[ServerDevice]:
-    """Devices from ``pactl list sources`` (kind ``input``) or ``... sinks`` (``output``) text (pure)."""
-    devices = []
-    for block in re.split(r"^(?:Source|Sink) #\d+\s*$", text, flags=re.M)[1:]:
-        fields = dict(re.findall(r"^\t([A-Za-z ]+): (.*)$", block, flags=re.M))
-        name = fields.get("Name", "").strip()
-        if not name:
-            continue
-        spec = fields.get("Sample Specification", "")
-        rate = re.search(r"(\d+)Hz", spec)
-        ch = re.search(r"(\d+)ch", spec)
-        devices.append(ServerDevice(name, fields.get("Description", name).strip() or name, kind,
-                                    int(rate.group(1)) if rate else 0, int(ch.group(1)) if ch else 0,
-                                    name == default, fields.get("Monitor of Sink", "n/a").strip() != "n/a"))
-    return devices
+@contextmanager
+def _session() -> Iterator[Any]:
+    """A short connection for a few queries (None where there is no server)."""
+    pulse = _connect()
+    try:
+        yield pulse
+    finally:
+        if pulse is not None:
+            pulse.close()
 
 
 def list_server_devices() -> list[ServerDevice]:
     """The sound server's sources (inputs) and sinks (outputs); empty when there is none."""
-    info = _pactl("info")
-    if info is None:
-        return []
-    defaults = dict(re.findall(r"^Default (Source|Sink): (.*)$", info, flags=re.M))
+    with _session() as pulse:
+        if pulse is None:
+            return []
+        try:
+            info = pulse.server_info()
+            sources, sinks = pulse.source_list(), pulse.sink_list()
+        except Exception:    # the server went away while asked
+            return []
     found = []
-    for kind, what in (("input", "sources"), ("output", "sinks")):
-        text = _pactl("list", what)
-        if text:
-            found += parse_pactl(text, kind, defaults.get("Source" if kind == "input" else "Sink"))
+    for kind, listed, default in (("input", sources, info.default_source_name),
+                                  ("output", sinks, info.default_sink_name)):
+        for dev in listed:
+            monitor = kind == "input" and dev.monitor_of_sink not in (None, PA_INVALID_INDEX)
+            rate = getattr(dev, "sample_rate", 0)        # (see _client_class)
+            found.append(ServerDevice(dev.name, dev.description or dev.name, kind, rate,
+                                      int(dev.channel_count), dev.name == default, monitor))
     return found
 
 
@@ -133,94 +203,103 @@ def route(device: ServerDevice) -> None:
     os.environ["PULSE_SOURCE" if device.kind == "input" else "PULSE_SINK"] = device.name
 
 
-SUBSCRIBE_EVENT = re.compile(r"^Event '(new|remove|change)' on (sink|source|sink-input|source-output) #(\d+)")
-
-
-def _devices_by_index(what: str) -> dict[str, str]:
-    """``{index: description}`` of the sinks or sources (one ``pactl list``)."""
-    found = {}
-    for block in re.split(r"^(?=(?:Source|Sink) #\d+\s*$)", _pactl("list", what) or "", flags=re.M):
-        head = re.match(r"(?:Source|Sink) #(\d+)", block)
-        if head is None:
-            continue
-        fields = dict(re.findall(r"^\t([A-Za-z ]+): (.*)$", block, flags=re.M))
-        found[head.group(1)] = fields.get("Description", "").strip() or fields.get("Name", "").strip()
-    return found
-
-
 def streams_of(pid: int) -> dict[str, tuple[str, str]]:
     """Where the sound server has this process's streams: ``{"output": (sink description, "sink-input
     #N"), "input": (source description, "source-output #N")}`` (a kind is missing when the process has
-    no such stream, or the server cannot be asked). Two ``pactl list`` calls per kind."""
+    no such stream, or the server cannot be asked). One connection, four queries."""
     found: dict[str, tuple[str, str]] = {}
-    kinds = (("output", "sink-inputs", "Sink Input #", "Sink", "sinks", "sink-input"),
-             ("input", "source-outputs", "Source Output #", "Source", "sources", "source-output"))
-    for kind, what, head, field, devs, facility in kinds:
-        mine = None
-        for block in (_pactl("list", what) or "").split(head)[1:]:
-            if f'application.process.id = "{pid}"' in block:
-                m = re.search(rf"^\t{field}: (\d+)$", block, flags=re.M)
-                if m:
-                    mine = (m.group(1), f"{facility} #{block.split(chr(10), 1)[0].strip()}")
-        if mine is not None:
-            desc = _devices_by_index(devs).get(mine[0])
+    with _session() as pulse:
+        if pulse is None:
+            return found
+        try:
+            kinds = (("output", pulse.sink_input_list(), "sink", pulse.sink_list(), "sink-input"),
+                     ("input", pulse.source_output_list(), "source", pulse.source_list(), "source-output"))
+        except Exception:
+            return found
+    for kind, streams, field, devs, facility in kinds:
+        mine = [s for s in streams if s.proplist.get("application.process.id") == str(pid)]
+        if mine:
+            on = getattr(mine[-1], field)
+            desc = next((d.description or d.name for d in devs if d.index == on), None)
             if desc:
-                found[kind] = (desc, mine[1])
+                found[kind] = (desc, f"{facility} #{mine[-1].index}")
     return found
 
 
 class Watcher:
-    """``pactl subscribe`` in a thread: ``on_event()`` (from that thread) for every sink/source or
-    stream added, removed or changed. The thread sleeps in a blocking read: no polling, no cost
-    while nothing happens. :meth:`start` is False where there is no pactl."""
+    """The sound server's events in a thread: ``on_event()`` (from that thread) for every sink or
+    source added or removed, and anything happening to one of :attr:`streams`. The thread sleeps in
+    libpulse's poll() on its own connection: no polling, no cost while nothing happens.
+    :meth:`start` is False where there is no server; a server that goes away ends the thread."""
+
+    FACILITIES = ("sink", "source", "sink_input", "source_output")
 
     def __init__(self, on_event: Any) -> None:
         self.on_event = on_event
         self.streams: set[str] = set()     # "sink-input #N": the streams whose events count
-        self.proc: subprocess.Popen[str] | None = None
-        self.thread: Any = None
+        self.thread: threading.Thread | None = None
+        self._pulse: Any = None            # the thread's connection (None once it has closed it)
+        self._lock = threading.Lock()      # the thread closing it vs close() waking it
+        self._stopping = False
 
     def start(self) -> bool:
-        import threading
-        if shutil.which("pactl") is None:
+        pulse = _connect()
+        if pulse is None:
             return False
         try:
-            self.proc = subprocess.Popen(["pactl", "subscribe"], stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
-                                         env=dict(os.environ, LC_ALL="C"))
-        except OSError:
+            pulse.event_mask_set(*self.FACILITIES)
+            pulse.event_callback_set(self._event)
+        except Exception:
+            pulse.close()
             return False
-        self.thread = threading.Thread(target=self._read, name="voicecli-pactl-subscribe", daemon=True)
+        self._pulse = pulse
+        self.thread = threading.Thread(target=self._listen, args=(pulse,), daemon=True,
+                                       name="voicecli-sound-server-events")
         self.thread.start()
         return True
 
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if self.relevant(line):
-                self.on_event()
+    def _listen(self, pulse: Any) -> None:
+        try:
+            while not self._stopping:
+                pulse.event_listen()       # returns when close() stops it
+        except Exception:                  # PulseDisconnected: the server went away (the chat sees it)
+            pass
+        finally:
+            with self._lock:
+                self._pulse = None
+                pulse.close()
 
-    def relevant(self, line: str) -> bool:
-        """A device added or removed, or anything happening to one of :attr:`streams` (a move). Not
-        other programs' streams, nor state changes (those come often on a busy desktop)."""
-        m = SUBSCRIBE_EVENT.match(line)
-        if m is None:
-            return False
-        event, facility, index = m.groups()
+    def _event(self, event: Any) -> None:
+        """pulsectl's callback, in the listening thread (an exception here would be printed by ctypes)."""
+        facility = next((f for f in self.FACILITIES if event.facility == f), None)
+        kind = next((k for k in ("new", "change", "remove") if event.t == k), None)
+        if self._stopping or facility is None or kind is None:
+            return
+        if not self.relevant(kind, facility, event.index):
+            return
+        try:
+            self.on_event()
+        except Exception:                  # e.g. the chat's loop closed under us: stop listening
+            self._stopping = True
+            raise sys.modules["pulsectl"].PulseLoopStop() from None
+
+    def relevant(self, event: str, facility: str, index: int) -> bool:
+        """A device added or removed (``event`` new/remove on a sink or source), or anything happening
+        to one of :attr:`streams` (a move). Not other programs' streams, nor state changes (those come
+        often on a busy desktop)."""
         if facility in ("sink", "source"):
-            return event != "change"
-        return f"{facility} #{index}" in self.streams
+            return event in ("new", "remove")
+        return f"{facility.replace('_', '-')} #{index}" in self.streams
 
-    def close(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(1.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if self.thread is not None:
-                self.thread.join(1.0)          # EOF ends it
-            if proc.stdout is not None and (self.thread is None or not self.thread.is_alive()):
-                proc.stdout.close()
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the thread (from another thread) and join it."""
+        self._stopping = True
+        thread = self.thread
+        if thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            with self._lock:               # (a stop before its poll starts is lost: ask again)
+                if self._pulse is not None:
+                    self._pulse.event_listen_stop()
+            thread.join(0.05)
