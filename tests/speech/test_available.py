@@ -47,7 +47,13 @@ def test_chosen_engines_and_preload() -> None:
     speech = tts.synthesize("turn on the kitchen lights")
     stt = e.speech_to_text()
     if e.stt == "whisper":
-        assert "kitchen lights" in stt.final(speech.pcm).lower()
+        # piper's voice is sampled (noise in the model): its words vary run to run ("kitchen whites",
+        # "burn on ..." seen once in ~20); the exact words are checked on a fixed recording
+        assert "kitchen" in stt.final(speech.pcm).lower()
+        from voicecli.audio.files import load_audio_file
+        fixed = load_audio_file(ROOT / "examples" / "weather.wav")
+        heard = "".join(c for c in stt.final(fixed.pcm).lower() if c.isalnum() or c == " ")
+        assert heard.split() == "what is the weather like in paris today".split()
     vad = e.turn_detector(None)
     events = vad.feed(bytes(48 * 300) + speech.pcm + bytes(48 * 900))
     assert [ev.kind for ev in events] == ["started", "stopped"]
