@@ -446,10 +446,16 @@ class _Chat:
         self.view.apply(rec)
 
     def cut(self, rid: str, trigger: str) -> None:
-        """Flush ``rid`` from playback (idempotent) and say so."""
+        """Flush ``rid`` from playback (idempotent) and say so. If it was playing, what the device
+        and the sound server still hold of it is dropped too (:meth:`PlaybackStream.drop_queued`),
+        except with the echo canceller, whose far-end reference is what was handed to the device."""
+        playing = self.buffer.audible and self.buffer.current_reply == rid
         cut: Cut | None = self.speaker.cut(rid)
         if cut is None:
             return
+        if playing and self.opts.echo != "aec" and self.out_stream is not None \
+                and self.out_stream.drop_queued():
+            self.devices.relearn()            # through a sound server it is a new stream now
         self.barge_ins += 1
         self.view.interrupted(rid, cut.played_ms)
         self.output.client_event("barge_in", reply_id=rid, played_ms=round(cut.played_ms, 1),

@@ -190,6 +190,11 @@ class ChatDevices:
         self._poke()                      # where the streams start
         return True
 
+    def relearn(self) -> None:
+        """Our streams changed on the server (the output stream restarted): ask where they are
+        again, as after a server event (a stream that comes back elsewhere is reported moved)."""
+        self._poke()
+
     def _poke(self) -> None:
         if self._pending is None and not self.closed and self._loop is not None:
             self._pending = self._loop.call_later(MOVE_CHECK_S, self._spawn_check)
