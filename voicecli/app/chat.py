@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from voicecli.app.chat_devices import ChatDevices, moved_line
 from voicecli.app.chat_mic import Mic
-from voicecli.app.chat_speaker import Cut, Speaker
+from voicecli.app.chat_speaker import Cut, OutputIdle, Speaker
 from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.recording import ChatRecorder
 from voicecli.app.toolcalls import ToolDispatcher
@@ -163,6 +163,9 @@ class _Chat:
         self._last_tick = clock()
         self._ticking = False              # ticks start once the session is open (the ticker task)
         self._tick_blocks, self._tick_change = (-1, -1), clock()
+        # the output stream pauses while there is nothing to play, unless an echo canceller needs
+        # the played blocks as its far-end reference (aec): see OutputIdle
+        self.out_idle = OutputIdle() if self.ring is None else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -424,6 +427,8 @@ class _Chat:
         if isinstance(ev, ReplyAudio):
             if not rec.stale and not rec.interrupted:
                 self.speaker.audio(rid, ev.data)
+                if self._out_paused() and self.buffer.depth_frames > 0:
+                    self._wake_output()
             return
         if rec.newly_interrupted:
             self.cut(rid, "reply.done")
@@ -434,6 +439,7 @@ class _Chat:
             self.speaker.speech_stopped()
         elif isinstance(ev, ReplyStarted):
             self.speaker.started(ev.reply_id)
+            self._wake_output()          # audio follows: start the stream before it arrives
         elif isinstance(ev, ReplyDone):
             if not rec.interrupted:
                 self.speaker.done(rid)
@@ -488,7 +494,7 @@ class _Chat:
         last_blocks = self._tick_blocks
         if self.devices.recovering:
             self._tick_blocks, self._tick_change = (-1, -1), now
-        elif blocks[0] != last_blocks[0] and blocks[1] != last_blocks[1]:
+        elif blocks[0] != last_blocks[0] and (blocks[1] != last_blocks[1] or self._out_paused()):
             self._tick_blocks, self._tick_change = blocks, now
         elif now - self._tick_change > STALL_S:
             which = "input" if blocks[0] == last_blocks[0] else "output"
@@ -496,6 +502,7 @@ class _Chat:
         for stream in (self.in_stream, self.out_stream):
             if stream is not None and not self.devices.recovering:
                 stream.check_alive()
+        self._idle_output(now)
         for turn in self.speaker.poll():
             self.output.client_event("metrics", scope="turn", **turn)
         playing = self.buffer.current_reply
@@ -504,6 +511,35 @@ class _Chat:
         self._report_replies(final=False)
         self._update_status(now)
         self.output.refresh()
+
+    def _out_paused(self) -> bool:
+        return self.out_stream is not None and self.out_stream.paused
+
+    def _idle_output(self, now: float) -> None:
+        """Pause the output stream once the speaker has been idle for a while (:class:`OutputIdle`;
+        the tick, on the loop: never from the callback thread)."""
+        idle, stream = self.out_idle, self.out_stream
+        if idle is None or stream is None:
+            return
+        if self.devices.recovering or stream.paused:
+            idle.reset()
+            return
+        busy = OutputIdle.busy(self.buffer, self.conv.session.current_reply is not None)
+        if idle.due(now, busy) and stream.pause():
+            idle.reset()
+            self.devices.paused("output")
+
+    def _wake_output(self) -> None:
+        """A reply starts or its audio arrives: a paused output stream starts again (on the loop,
+        ~1.5 ms to its first callback, before the jitter buffer's prebuffer can fill). A start that
+        fails goes the way of any failed stream (:meth:`_device_failed`)."""
+        stream = self.out_stream
+        if stream is None or not stream.paused or self.devices.recovering:
+            return
+        if self.out_idle is not None:
+            self.out_idle.reset()
+        if stream.resume():
+            self.devices.resumed("output")   # a new stream on the sound server: where is it?
 
     def _report_replies(self, final: bool) -> None:
         """Emit ``voicecli.reply.heard`` for agent lines that are done (played through or cut).
@@ -562,6 +598,7 @@ class _Chat:
             mic_dropped_ms=round(self.conv.dropped_audio_ms, 1),
             input_status_flags=self.in_stream.status_flags if self.in_stream else 0,
             output_status_flags=self.out_stream.status_flags if self.out_stream else 0,
+            output_pauses=self.out_stream.pauses if self.out_stream else 0,
             device_underflows=self._device_flags("underflows"),
             device_overflows=self._device_flags("overflows"),
             device_reopens=self.devices.reopened, device_checks=self.devices.move_checks,

@@ -89,6 +89,7 @@ class ChatDevices:
         self.reopened = 0
         self.watcher: soundserver.Watcher | None = None
         self.placed: dict[str, str] = {}           # kind -> the sound-server device it is on now
+        self.keys: dict[str, str] = {}             # kind -> its stream there ("sink-input #N")
         self.move_checks = 0
         self._pending: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -205,11 +206,27 @@ class ChatDevices:
         where = await asyncio.to_thread(soundserver.streams_of, os.getpid())
         if self.watcher is not None:
             self.watcher.streams = {key for _, key in where.values()}
+        self.keys = {kind: key for kind, (_, key) in where.items()}
         for kind, (now_on, _) in where.items():
             before = self.placed.get(kind)
             self.placed[kind] = now_on
             if before is not None and before != now_on and self._on_moved is not None and not self.closed:
                 self._on_moved(kind, before, now_on)
+
+    def paused(self, kind: str) -> None:
+        """The chat paused ``kind``'s stream: through a sound server its stream there is gone. Its
+        removal is not a move to look into; while it is paused, :meth:`_check` does not see it and
+        :attr:`placed` keeps the device it was on."""
+        key = self.keys.pop(kind, None)
+        if self.watcher is not None and key is not None:
+            self.watcher.streams.discard(key)
+
+    def resumed(self, kind: str) -> None:
+        """The chat started ``kind``'s stream again: the sound server has a new stream for it, whose
+        events count only once it is known. Ask where it is; one that starts on another device than
+        it was on before the pause (that device went away meanwhile) is reported as moved."""
+        if self.watcher is not None:
+            self._poke()
 
     def close(self) -> None:
         """Stop watching (the streams are the chat's to close)."""
