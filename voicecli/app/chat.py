@@ -538,8 +538,25 @@ class _Chat:
             return
         if self.out_idle is not None:
             self.out_idle.reset()
-        if stream.resume():
+        if self.devices.restart_needs_reopen("output"):
+            self._reopen_output(stream)
+        elif stream.resume():
             self.devices.resumed("output")   # a new stream on the sound server: where is it?
+
+    def _reopen_output(self, old: devices.PlaybackStream) -> None:
+        """A paused output stream whose pinned sink went away: a fresh one in its place (on the loop:
+        a few ms; the mic and the buffer are untouched); one that does not open is a device failure."""
+        assert self.loop is not None
+        old.close()
+        self.out_stream = None
+        try:
+            self.out_stream = devices.PlaybackStream(
+                self.out_s, self.loop, self.buffer, self._device_failed,
+                max(64, self.out_s.rate * self.opts.out_block_ms // 1000), self.sd, ring=self.ring)
+        except AudioDeviceError as exc:
+            self._device_failed(f"the speaker could not be opened again: {exc.message}")
+            return
+        self.devices.resumed("output")
 
     def _report_replies(self, final: bool) -> None:
         """Emit ``voicecli.reply.heard`` for agent lines that are done (played through or cut).

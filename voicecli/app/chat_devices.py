@@ -90,6 +90,8 @@ class ChatDevices:
         self.watcher: soundserver.Watcher | None = None
         self.placed: dict[str, str] = {}           # kind -> the sound-server device it is on now
         self.keys: dict[str, str] = {}             # kind -> its stream there ("sink-input #N")
+        self.paused_kinds: set[str] = set()        # streams the chat paused (PlaybackStream.pause)
+        self.moved_while_paused: set[str] = set()  # ...whose device went away meanwhile
         self.move_checks = 0
         self._pending: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -210,21 +212,41 @@ class ChatDevices:
         for kind, (now_on, _) in where.items():
             before = self.placed.get(kind)
             self.placed[kind] = now_on
+            if kind in self.paused_kinds and before is not None and before != now_on:
+                self.moved_while_paused.add(kind)
             if before is not None and before != now_on and self._on_moved is not None and not self.closed:
                 self._on_moved(kind, before, now_on)
 
     def paused(self, kind: str) -> None:
-        """The chat paused ``kind``'s stream: through a sound server its stream there is gone. Its
-        removal is not a move to look into; while it is paused, :meth:`_check` does not see it and
-        :attr:`placed` keeps the device it was on."""
+        """The chat paused ``kind``'s stream: through PulseAudio its stream there stays, corked, until
+        the restart replaces it. The cork is no move: that stream's own events stop counting (no
+        check for them). A device that goes away meanwhile still makes a check (the device's own
+        event), which sees where the server moved the corked stream."""
+        self.paused_kinds.add(kind)
+        self.moved_while_paused.discard(kind)
         key = self.keys.pop(kind, None)
         if self.watcher is not None and key is not None:
             self.watcher.streams.discard(key)
 
+    def restart_needs_reopen(self, kind: str) -> bool:
+        """True if the paused ``kind`` stream must be opened afresh rather than started again: its
+        device went away while it was paused (the server moved the corked stream) and a sink is
+        pinned for this process (``PULSE_SINK``: ``--output-device`` or the environment). Starting
+        it again would connect to the pinned, missing sink: the pulse plugin's prepare fails and
+        PortAudio's Pa_StartStream then never returns (seen here). The pin is dropped, so the fresh
+        stream goes where the server sends new streams, as the running stream would have been moved."""
+        if kind not in self.moved_while_paused or "PULSE_SINK" not in os.environ:
+            return False
+        os.environ.pop("PULSE_SINK", None)
+        return True
+
     def resumed(self, kind: str) -> None:
-        """The chat started ``kind``'s stream again: the sound server has a new stream for it, whose
-        events count only once it is known. Ask where it is; one that starts on another device than
-        it was on before the pause (that device went away meanwhile) is reported as moved."""
+        """The chat started ``kind``'s stream again: the sound server has a new stream for it (a new
+        sink-input), whose events count only once it is known. Ask where it is; one that starts on
+        another device than it was on before the pause (that device went away meanwhile) is reported
+        as moved, once (:meth:`_check` compares with :attr:`placed`)."""
+        self.paused_kinds.discard(kind)
+        self.moved_while_paused.discard(kind)
         if self.watcher is not None:
             self._poke()
 

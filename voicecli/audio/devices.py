@@ -490,6 +490,8 @@ class PlaybackStream(_StreamBase):
         self._view: Callable[[Any, int], Any] = _mono_view if settings.channels == 1 else _frames_view
         self.pauses = 0                  # pause()/resume() that worked
         self.resumes = 0
+        # through a sound server: its socket, asked before a resume (see resume)
+        self._server_socket = soundserver.socket_path() if settings.device.sound_server else None
         self._open(self._sd.RawOutputStream, dtype="int16", blocksize=blocksize, latency="low",
                    callback=self._callback)
 
@@ -516,11 +518,20 @@ class PlaybackStream(_StreamBase):
         """Loop side: start a paused stream again (~1.5 ms until its first callback here). Through a
         sound server this makes a new stream there (a new sink-input). A start that fails (the sound
         server has gone) is reported through ``on_error``, like a stream that stopped by itself.
-        True if the stream runs (or was not paused)."""
+        True if the stream runs (or was not paused).
+
+        Through a sound server that has gone away, the stream is not started at all: the pulse
+        plugin then fails to make its stream and PortAudio's Pa_StartStream never returns (seen
+        here with libportaudio 19.6); one connect() to the server's socket first (~0.1 ms). A
+        pinned sink that went away does the same: the chat opens a fresh stream then
+        (:meth:`~voicecli.app.chat_devices.ChatDevices.restart_needs_reopen`)."""
         if not self.paused:
             return self.stream is not None and not self._closing
         self.paused = False               # from here on a stop is a failure again
         if self.stream is None or self._closing:
+            return False
+        if self._server_socket is not None and soundserver.refuses(self._server_socket):
+            self._report("it could not be started again: the sound server is not running")
             return False
         try:
             self.stream.start()
