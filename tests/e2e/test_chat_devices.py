@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import EXAMPLES, ROOT, Served, run_cli
+from tests.conftest import EXAMPLES, ROOT, Served, run_cli, unit
 from tests.e2e.conftest import ChatProc
 from tests.e2e.pulse import VirtualAudio
 from tests.e2e.test_chat_audio import _no_traceback
@@ -37,12 +37,16 @@ def test_alsa_messages_are_silenced(vaudio: VirtualAudio) -> None:
 
 def test_device_underflows_are_counted_and_alsa_says_nothing(vaudio: VirtualAudio,
                                                             scripted_server: Served) -> None:
-    """Freezing the process (SIGSTOP) starves the output stream: ALSA reports underruns (and would
-    print "ALSA lib ... underrun occurred" on the terminal); the summary counts the device's flags."""
+    """Freezing the process (SIGSTOP) while a reply plays starves the output stream: ALSA reports
+    underruns (and would print "ALSA lib ... underrun occurred" on the terminal); the summary counts
+    the device's flags. (While nothing plays, the output stream is paused: nothing to starve.)"""
     chat = ChatProc(vaudio.env, "--url", scripted_server.url, *KEY, "--no-ui", "--json", "--echo", "off")
     try:
         chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
-        time.sleep(0.5)
+        vaudio.play(HELLO).wait(unit(10))
+        chat.wait_for(lambda e: e["type"] == "reply.audio" or e["type"] == "reply.started", timeout=20,
+                      what="the reply")
+        time.sleep(0.2)
         for _ in range(3):
             chat.proc.send_signal(signal.SIGSTOP)
             time.sleep(0.3)

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from voicecli.app.chat_devices import ChatDevices, moved_line
 from voicecli.app.chat_mic import Mic
-from voicecli.app.chat_speaker import Cut, Speaker
+from voicecli.app.chat_speaker import Cut, OutputIdle, Speaker
 from voicecli.app.conversation import ConnectionSettings, Conversation
 from voicecli.app.recording import ChatRecorder
 from voicecli.app.toolcalls import ToolDispatcher
@@ -163,6 +163,9 @@ class _Chat:
         self._last_tick = clock()
         self._ticking = False              # ticks start once the session is open (the ticker task)
         self._tick_blocks, self._tick_change = (-1, -1), clock()
+        # the output stream pauses while there is nothing to play, unless an echo canceller needs
+        # the played blocks as its far-end reference (aec): see OutputIdle
+        self.out_idle = OutputIdle() if self.ring is None else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -424,6 +427,8 @@ class _Chat:
         if isinstance(ev, ReplyAudio):
             if not rec.stale and not rec.interrupted:
                 self.speaker.audio(rid, ev.data)
+                if self._out_paused() and self.buffer.depth_frames > 0:
+                    self._wake_output()
             return
         if rec.newly_interrupted:
             self.cut(rid, "reply.done")
@@ -434,6 +439,7 @@ class _Chat:
             self.speaker.speech_stopped()
         elif isinstance(ev, ReplyStarted):
             self.speaker.started(ev.reply_id)
+            self._wake_output()          # audio follows: start the stream before it arrives
         elif isinstance(ev, ReplyDone):
             if not rec.interrupted:
                 self.speaker.done(rid)
@@ -447,15 +453,13 @@ class _Chat:
 
     def cut(self, rid: str, trigger: str) -> None:
         """Flush ``rid`` from playback (idempotent) and say so. If it was playing, what the device
-        and the sound server still hold of it is dropped too (:meth:`PlaybackStream.drop_queued`),
-        except with the echo canceller, whose far-end reference is what was handed to the device."""
+        and the sound server still hold of it is dropped too (:meth:`_drop_queued`)."""
         playing = self.buffer.audible and self.buffer.current_reply == rid
         cut: Cut | None = self.speaker.cut(rid)
         if cut is None:
             return
-        if playing and self.opts.echo != "aec" and self.out_stream is not None \
-                and self.out_stream.drop_queued():
-            self.devices.relearn()            # through a sound server it is a new stream now
+        if playing and self.out_idle is not None:
+            self._drop_queued()
         self.barge_ins += 1
         self.view.interrupted(rid, cut.played_ms)
         self.output.client_event("barge_in", reply_id=rid, played_ms=round(cut.played_ms, 1),
@@ -494,7 +498,7 @@ class _Chat:
         last_blocks = self._tick_blocks
         if self.devices.recovering:
             self._tick_blocks, self._tick_change = (-1, -1), now
-        elif blocks[0] != last_blocks[0] and blocks[1] != last_blocks[1]:
+        elif blocks[0] != last_blocks[0] and (blocks[1] != last_blocks[1] or self._out_paused()):
             self._tick_blocks, self._tick_change = blocks, now
         elif now - self._tick_change > STALL_S:
             which = "input" if blocks[0] == last_blocks[0] else "output"
@@ -502,6 +506,7 @@ class _Chat:
         for stream in (self.in_stream, self.out_stream):
             if stream is not None and not self.devices.recovering:
                 stream.check_alive()
+        self._idle_output(now)
         for turn in self.speaker.poll():
             self.output.client_event("metrics", scope="turn", **turn)
         playing = self.buffer.current_reply
@@ -510,6 +515,67 @@ class _Chat:
         self._report_replies(final=False)
         self._update_status(now)
         self.output.refresh()
+
+    def _drop_queued(self) -> None:
+        """A barge-in cut the reply that was playing: throw away what the device and the sound
+        server still hold of it too, at once. Pausing aborts the stream (ALSA's ``snd_pcm_drop``,
+        which the pulse plugin turns into a flush of the server's buffer) and the restart follows
+        right away (:meth:`_wake_output`: the pinned-sink and lost-server cases included). The
+        speaker falls silent within ~1-2 ms instead of the 20-30 ms those buffers hold
+        (``bench/cost_bench.py`` flush p50 31 -> 3.5 ms); ~2 ms on the loop. Not with the echo
+        canceller (``out_idle`` is None): its far-end reference is what was handed to the device."""
+        stream = self.out_stream
+        if stream is None or stream.paused or self.devices.recovering:
+            return
+        if stream.pause():
+            self.devices.paused("output")
+            self._wake_output()
+
+    def _out_paused(self) -> bool:
+        return self.out_stream is not None and self.out_stream.paused
+
+    def _idle_output(self, now: float) -> None:
+        """Pause the output stream once the speaker has been idle for a while (:class:`OutputIdle`;
+        the tick, on the loop: never from the callback thread)."""
+        idle, stream = self.out_idle, self.out_stream
+        if idle is None or stream is None:
+            return
+        if self.devices.recovering or stream.paused:
+            idle.reset()
+            return
+        busy = OutputIdle.busy(self.buffer, self.conv.session.current_reply is not None)
+        if idle.due(now, busy) and stream.pause():
+            idle.reset()
+            self.devices.paused("output")
+
+    def _wake_output(self) -> None:
+        """A reply starts or its audio arrives: a paused output stream starts again (on the loop,
+        ~1.5 ms to its first callback, before the jitter buffer's prebuffer can fill). A start that
+        fails goes the way of any failed stream (:meth:`_device_failed`)."""
+        stream = self.out_stream
+        if stream is None or not stream.paused or self.devices.recovering:
+            return
+        if self.out_idle is not None:
+            self.out_idle.reset()
+        if self.devices.restart_needs_reopen("output"):
+            self._reopen_output(stream)
+        elif stream.resume():
+            self.devices.resumed("output")   # a new stream on the sound server: where is it?
+
+    def _reopen_output(self, old: devices.PlaybackStream) -> None:
+        """A paused output stream whose pinned sink went away: a fresh one in its place (on the loop:
+        a few ms; the mic and the buffer are untouched); one that does not open is a device failure."""
+        assert self.loop is not None
+        old.close()
+        self.out_stream = None
+        try:
+            self.out_stream = devices.PlaybackStream(
+                self.out_s, self.loop, self.buffer, self._device_failed,
+                max(64, self.out_s.rate * self.opts.out_block_ms // 1000), self.sd, ring=self.ring)
+        except AudioDeviceError as exc:
+            self._device_failed(f"the speaker could not be opened again: {exc.message}")
+            return
+        self.devices.resumed("output")
 
     def _report_replies(self, final: bool) -> None:
         """Emit ``voicecli.reply.heard`` for agent lines that are done (played through or cut).
@@ -568,6 +634,7 @@ class _Chat:
             mic_dropped_ms=round(self.conv.dropped_audio_ms, 1),
             input_status_flags=self.in_stream.status_flags if self.in_stream else 0,
             output_status_flags=self.out_stream.status_flags if self.out_stream else 0,
+            output_pauses=self.out_stream.pauses if self.out_stream else 0,
             device_underflows=self._device_flags("underflows"),
             device_overflows=self._device_flags("overflows"),
             device_reopens=self.devices.reopened, device_checks=self.devices.move_checks,

@@ -89,6 +89,10 @@ class ChatDevices:
         self.reopened = 0
         self.watcher: soundserver.Watcher | None = None
         self.placed: dict[str, str] = {}           # kind -> the sound-server device it is on now
+        self.keys: dict[str, str] = {}             # kind -> its stream there ("sink-input #N")
+        self.paused_kinds: set[str] = set()        # streams the chat paused (PlaybackStream.pause)
+        self.moved_away: set[str] = set()          # streams the server moved off their first device
+        self.home: dict[str, str] = {}             # kind -> the device its stream was first placed on
         self.move_checks = 0
         self._pending: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,11 +194,6 @@ class ChatDevices:
         self._poke()                      # where the streams start
         return True
 
-    def relearn(self) -> None:
-        """Our streams changed on the server (the output stream restarted): ask where they are
-        again, as after a server event (a stream that comes back elsewhere is reported moved)."""
-        self._poke()
-
     def _poke(self) -> None:
         if self._pending is None and not self.closed and self._loop is not None:
             self._pending = self._loop.call_later(MOVE_CHECK_S, self._spawn_check)
@@ -210,11 +209,49 @@ class ChatDevices:
         where = await asyncio.to_thread(soundserver.streams_of, os.getpid())
         if self.watcher is not None:
             self.watcher.streams = {key for _, key in where.values()}
+        self.keys = {kind: key for kind, (_, key) in where.items()}
         for kind, (now_on, _) in where.items():
             before = self.placed.get(kind)
             self.placed[kind] = now_on
+            home = self.home.setdefault(kind, now_on)     # where the stream was first placed
+            if now_on != home:         # moved away, paused or not: a restart must not go back to a
+                self.moved_away.add(kind)           # pinned sink that may be gone (it hangs)
+            else:
+                self.moved_away.discard(kind)
             if before is not None and before != now_on and self._on_moved is not None and not self.closed:
                 self._on_moved(kind, before, now_on)
+
+    def paused(self, kind: str) -> None:
+        """The chat paused ``kind``'s stream: through PulseAudio its stream there stays, corked, until
+        the restart replaces it. The cork is no move: that stream's own events stop counting (no
+        check for them). A device that goes away meanwhile still makes a check (the device's own
+        event), which sees where the server moved the corked stream."""
+        self.paused_kinds.add(kind)
+        key = self.keys.pop(kind, None)
+        if self.watcher is not None and key is not None:
+            self.watcher.streams.discard(key)
+
+    def restart_needs_reopen(self, kind: str) -> bool:
+        """True if the paused ``kind`` stream must be opened afresh rather than started again: the
+        server moved it (its device went away, while it played or was paused) and a sink is
+        pinned for this process (``PULSE_SINK``: ``--output-device`` or the environment). Starting
+        it again would connect to the pinned, missing sink: the pulse plugin's prepare fails and
+        PortAudio's Pa_StartStream then never returns (seen here). The pin is dropped, so the fresh
+        stream goes where the server sends new streams, as the running stream would have been moved."""
+        if kind not in self.moved_away or "PULSE_SINK" not in os.environ:
+            return False
+        os.environ.pop("PULSE_SINK", None)
+        return True
+
+    def resumed(self, kind: str) -> None:
+        """The chat started ``kind``'s stream again: the sound server has a new stream for it (a new
+        sink-input), whose events count only once it is known. Ask where it is; one that starts on
+        another device than it was on before the pause (that device went away meanwhile) is reported
+        as moved, once (:meth:`_check` compares with :attr:`placed`)."""
+        self.paused_kinds.discard(kind)
+        self.moved_away.discard(kind)
+        if self.watcher is not None:
+            self._poke()
 
     def close(self) -> None:
         """Stop watching (the streams are the chat's to close)."""

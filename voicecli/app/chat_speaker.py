@@ -59,6 +59,41 @@ class RecentSet:
         return len(self._ids)
 
 
+IDLE_PAUSE_S = 0.5   # the output stream pauses after the speaker has been idle this long (see OutputIdle)
+
+
+class OutputIdle:
+    """When the chat's output stream may pause (issue 10, Cost: a 10 ms callback stream playing
+    zeros costs ~2.8 % of a core here in wake-ups). The speaker is *busy* while audio is queued,
+    the last device block had audio in it, or a reply is in progress (``reply.started`` until its
+    ``reply.done``: no pause in a pause between two clauses). :meth:`due` is True once it has not been
+    busy for ``idle_s``. Half a second: 25x the output latency (20 ms: what the device still holds
+    when the buffer runs dry, and an abort drops), longer than the gap between two replies the
+    server sends back to back, while a pause/resume costs ~2 ms of CPU (abort 0.8 ms, start 0.8 ms),
+    what 70 ms of running costs; each idle second after that saves ~28 ms of CPU. Pure: the chat's
+    ticker asks with its clock."""
+
+    def __init__(self, idle_s: float = IDLE_PAUSE_S) -> None:
+        self.idle_s = idle_s
+        self.since: float | None = None      # when the speaker was last seen busy -> idle
+
+    def due(self, now: float, busy: bool) -> bool:
+        if busy:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now - self.since >= self.idle_s
+
+    def reset(self) -> None:
+        """Start counting again (the stream was resumed or reopened)."""
+        self.since = None
+
+    @staticmethod
+    def busy(buffer: JitterBuffer, reply_in_progress: bool) -> bool:
+        return reply_in_progress or buffer.audible or buffer.depth_frames > 0
+
+
 class Speaker:
     """Plays replies and keeps their play-out facts. ``out_latency`` reads the output stream's
     latency (seconds) when asked, since the stream opens after this object exists."""

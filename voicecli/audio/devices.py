@@ -359,6 +359,7 @@ class _StreamBase:
         self.failure: str | None = None  # set from the callback thread; reported on the loop
         self._closing = False
         self._reported = False
+        self.paused = False              # stopped on purpose (PlaybackStream.pause): not a failure
 
     @property
     def latency_s(self) -> float:
@@ -380,7 +381,7 @@ class _StreamBase:
                                    f"{s.kind}-device; {DEVICES_HINT}") from None
 
     def _finished(self) -> None:  # PortAudio thread: the stream became inactive
-        if not self._closing:
+        if not self._closing and not self.paused:
             self.loop.call_soon_threadsafe(self._report, self.failure or "the stream stopped by itself")
 
     def _count_status(self, status: Any) -> None:
@@ -403,7 +404,7 @@ class _StreamBase:
 
     def check_alive(self) -> None:
         """Called by the owner's watchdog: report a stream PortAudio no longer runs."""
-        if self.stream is not None and not self._closing and not self.stream.active:
+        if self.stream is not None and not self._closing and not self.paused and not self.stream.active:
             self._report(self.failure or "PortAudio stopped the stream")
 
     def close(self) -> None:
@@ -485,39 +486,60 @@ class PlaybackStream(_StreamBase):
         super().__init__(settings, loop, on_error)
         self.buffer = buffer
         self.ring = ring
-        self.restarts = 0
-        self._restarting = False
         self._sd = sd or backend()
         self._view: Callable[[Any, int], Any] = _mono_view if settings.channels == 1 else _frames_view
+        self.pauses = 0                  # pause()/resume() that worked
+        self.resumes = 0
+        # through a sound server: its socket, asked before a resume (see resume)
+        self._server_socket = soundserver.socket_path() if settings.device.sound_server else None
         self._open(self._sd.RawOutputStream, dtype="int16", blocksize=blocksize, latency="low",
                    callback=self._callback)
 
-    def drop_queued(self) -> bool:
-        """Throw away what PortAudio and the sound server still hold to play, at once: abort the
-        stream (ALSA's ``snd_pcm_drop``, which the pulse plugin turns into a flush of the server's
-        buffer) and start it again. A barge-in then falls silent within ~1-2 ms instead of the
-        20-30 ms those buffers hold (``bench/cost_bench.py`` flush: p50 31 -> 3.5 ms). Abort and start
-        take ~1 ms each on the loop. Through a sound server the stream comes back as a new stream
-        (sink-input). False (and the failure reported through ``on_error``, as for a stream that
-        stops by itself) when it cannot start again."""
-        stream = self.stream
-        if stream is None or self._closing:
+    def pause(self) -> bool:
+        """Loop side: stop the callbacks while there is nothing to play (PortAudio abort: the
+        callback thread and its sound-server thread sleep; ~330 context switches a second fewer on a
+        10 ms stream, issue 10). What the device still holds is dropped, so the caller pauses only
+        after the buffer has been silent for longer than the output latency. While paused, the
+        finished callback and :meth:`check_alive` do not count the stopped stream as a failure.
+        True if it paused; a stream that cannot be paused is reported through ``on_error``."""
+        if self.paused or self.stream is None or self._closing or self._reported:
             return False
-        self._restarting = True          # the finished callback (run inside abort) is ours
+        self.paused = True                # before abort: its finished callback runs inside it
         try:
-            stream.abort(ignore_errors=True)
-            stream.start()
+            self.stream.abort()
         except Exception as exc:
-            self._restarting = False
-            self._report(f"it did not start again after a barge-in: {_portaudio_message(exc)}")
+            self.paused = False
+            self._report(f"it could not be paused: {_portaudio_message(exc)}")
             return False
-        self._restarting = False
-        self.restarts += 1
+        self.pauses += 1
         return True
 
-    def _finished(self) -> None:  # PortAudio thread: the stream became inactive
-        if not self._restarting:
-            super()._finished()
+    def resume(self) -> bool:
+        """Loop side: start a paused stream again (~1.5 ms until its first callback here). Through a
+        sound server this makes a new stream there (a new sink-input). A start that fails (the sound
+        server has gone) is reported through ``on_error``, like a stream that stopped by itself.
+        True if the stream runs (or was not paused).
+
+        Through a sound server that has gone away, the stream is not started at all: the pulse
+        plugin then fails to make its stream and PortAudio's Pa_StartStream never returns (seen
+        here with libportaudio 19.6); one connect() to the server's socket first (~0.1 ms). A
+        pinned sink that went away does the same: the chat opens a fresh stream then
+        (:meth:`~voicecli.app.chat_devices.ChatDevices.restart_needs_reopen`)."""
+        if not self.paused:
+            return self.stream is not None and not self._closing
+        self.paused = False               # from here on a stop is a failure again
+        if self.stream is None or self._closing:
+            return False
+        if self._server_socket is not None and soundserver.refuses(self._server_socket):
+            self._report("it could not be started again: the sound server is not running")
+            return False
+        try:
+            self.stream.start()
+        except Exception as exc:
+            self._report(f"it could not be started again: {_portaudio_message(exc)}")
+            return False
+        self.resumes += 1
+        return True
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         try:
