@@ -134,6 +134,7 @@ def test_barge_in_silences_the_speaker_and_drops_the_rest(vaudio: VirtualAudio, 
     assert code == 130
     _no_traceback(chat)
     assert barge["trigger"] == "input.speech.started" and barge["played_ms"] > 1000
+    assert barge["device_dropped"] is True    # what the device and the server held went too (restart)
     cut = [e for e in chat.of_type("voicecli.reply.heard") if e["interrupted"]]
     assert len(cut) == 1 and cut[0]["text"].startswith("Once upon a time") and cut[0]["text"].endswith("…") \
         and abs(cut[0]["played_s"] * 1000 - barge["played_ms"]) < 1

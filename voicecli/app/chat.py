@@ -458,12 +458,12 @@ class _Chat:
         cut: Cut | None = self.speaker.cut(rid)
         if cut is None:
             return
-        if playing and self.out_idle is not None:
-            self._drop_queued()
+        dropped = playing and self.out_idle is not None and self._drop_queued()
         self.barge_ins += 1
         self.view.interrupted(rid, cut.played_ms)
         self.output.client_event("barge_in", reply_id=rid, played_ms=round(cut.played_ms, 1),
-                                 flushed_ms=round(cut.flushed_ms, 1), trigger=trigger)
+                                 flushed_ms=round(cut.flushed_ms, 1), trigger=trigger,
+                                 device_dropped=dropped)
         if self.opts.echo != "half" and self.speaker.detector.should_warn():
             self.output.notice(SELF_INTERRUPT_HINT[self.opts.echo == "aec"], "warning")
 
@@ -516,7 +516,7 @@ class _Chat:
         self._update_status(now)
         self.output.refresh()
 
-    def _drop_queued(self) -> None:
+    def _drop_queued(self) -> bool:
         """A barge-in cut the reply that was playing: throw away what the device and the sound
         server still hold of it too, at once. Pausing aborts the stream (ALSA's ``snd_pcm_drop``,
         which the pulse plugin turns into a flush of the server's buffer) and the restart follows
@@ -525,11 +525,11 @@ class _Chat:
         (``bench/cost_bench.py`` flush p50 31 -> 3.5 ms); ~2 ms on the loop. Not with the echo
         canceller (``out_idle`` is None): its far-end reference is what was handed to the device."""
         stream = self.out_stream
-        if stream is None or stream.paused or self.devices.recovering:
-            return
-        if stream.pause():
-            self.devices.paused("output")
-            self._wake_output()
+        if stream is None or stream.paused or self.devices.recovering or not stream.pause():
+            return False
+        self.devices.paused("output")
+        self._wake_output()
+        return True
 
     def _out_paused(self) -> bool:
         return self.out_stream is not None and self.out_stream.paused
