@@ -26,13 +26,7 @@ _MAX_DATA = 0xFFFFFFFF - 36  # a RIFF size is 32 bits: a WAV holds at most ~4 Gi
 @contextmanager
 def _wav_writer(path: str | os.PathLike[str], rate: int, channels: int) -> Iterator[wave.Wave_write]:
     p = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(p))
-    if not os.path.isdir(parent):
-        raise AudioFileError(
-            f"Cannot write WAV file {p!r}: directory {parent!r} does not exist.", "create the directory first"
-        )
-    if os.path.isdir(p):
-        raise AudioFileError(f"Cannot write WAV file {p!r}: it is a directory.", "pass a file path")
+    _check_target(p)
     try:
         with wave.open(p, "wb") as wf:
             wf.setnchannels(channels)
