@@ -163,12 +163,17 @@ def agents_create(ctx: typer.Context, source: FromOpt, url: UrlOpt = None, local
     def work(env: Environment) -> None:
         agent = _read(env, source)
         record = _call(env, url, local, api_key, profile, config, lambda c: c.create(agent))
-        if json_mode:
-            _print(env, record, True)
-        else:
-            echo(env, str(record.get("id", "")))
+        _print_id(env, record, json_mode)
 
     _run(ctx, debug, work)
+
+
+def _print_id(env: Environment, record: dict[str, Any], json_mode: bool) -> None:
+    """What create/update print: the agent's id (``--json``: the whole agent)."""
+    if json_mode:
+        _print(env, record, True)
+    else:
+        echo(env, str(record.get("id", "")))
 
 
 @agents_app.command("update")
@@ -180,10 +185,7 @@ def agents_update(ctx: typer.Context, agent: IdArg, source: FromOpt, url: UrlOpt
         fields = _read(env, source)
         record = _call(env, url, local, api_key, profile, config,
                        lambda c: c.update(c.resolve(agent), fields))
-        if json_mode:
-            _print(env, record, True)
-        else:
-            echo(env, str(record.get("id", "")))
+        _print_id(env, record, json_mode)
 
     _run(ctx, debug, work)
 
