@@ -206,12 +206,16 @@ class _Chat:
         """Open the output, then the input stream (also :class:`ChatDevices`' reopen, from a thread)."""
         opts, loop = self.opts, self.loop
         assert loop is not None
-        self.out_stream = devices.PlaybackStream(out_s, loop, self.speaker.buffer, self._device_failed,
-                                                 max(64, out_s.rate * opts.out_block_ms // 1000), self.sd,
-                                                 ring=self.ring)
+        self.out_stream = self._new_output(out_s)
         self.in_stream = devices.CaptureStream(in_s, loop, self._on_mic_blocks, self._device_failed,
                                                max(64, in_s.rate * opts.in_block_ms // 1000),
-                                               in_s.rate * opts.chunk_ms // 1000, self.sd, dtype="int16")
+                                               in_s.rate * opts.chunk_ms // 1000, self.sd)
+
+    def _new_output(self, out_s: devices.StreamSettings) -> devices.PlaybackStream:
+        assert self.loop is not None
+        return devices.PlaybackStream(out_s, self.loop, self.speaker.buffer, self._device_failed,
+                                      max(64, out_s.rate * self.opts.out_block_ms // 1000), self.sd,
+                                      ring=self.ring)
 
     def _close_pair(self) -> None:
         for stream in (self.in_stream, self.out_stream):
@@ -565,13 +569,10 @@ class _Chat:
     def _reopen_output(self, old: devices.PlaybackStream) -> None:
         """A paused output stream whose pinned sink went away: a fresh one in its place (on the loop:
         a few ms; the mic and the buffer are untouched); one that does not open is a device failure."""
-        assert self.loop is not None
         old.close()
         self.out_stream = None
         try:
-            self.out_stream = devices.PlaybackStream(
-                self.out_s, self.loop, self.buffer, self._device_failed,
-                max(64, self.out_s.rate * self.opts.out_block_ms // 1000), self.sd, ring=self.ring)
+            self.out_stream = self._new_output(self.out_s)
         except AudioDeviceError as exc:
             self._device_failed(f"the speaker could not be opened again: {exc.message}")
             return

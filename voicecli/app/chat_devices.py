@@ -90,8 +90,6 @@ class ChatDevices:
         self.watcher: soundserver.Watcher | None = None
         self.placed: dict[str, str] = {}           # kind -> the sound-server device it is on now
         self.keys: dict[str, str] = {}             # kind -> its stream there ("sink-input #N")
-        self.paused_kinds: set[str] = set()        # streams the chat paused (PlaybackStream.pause)
-        self.moved_away: set[str] = set()          # streams the server moved off their first device
         self.home: dict[str, str] = {}             # kind -> the device its stream was first placed on
         self.move_checks = 0
         self._pending: asyncio.TimerHandle | None = None
@@ -213,11 +211,7 @@ class ChatDevices:
         for kind, (now_on, _) in where.items():
             before = self.placed.get(kind)
             self.placed[kind] = now_on
-            home = self.home.setdefault(kind, now_on)     # where the stream was first placed
-            if now_on != home:         # moved away, paused or not: a restart must not go back to a
-                self.moved_away.add(kind)           # pinned sink that may be gone (it hangs)
-            else:
-                self.moved_away.discard(kind)
+            self.home.setdefault(kind, now_on)
             if before is not None and before != now_on and self._on_moved is not None and not self.closed:
                 self._on_moved(kind, before, now_on)
 
@@ -226,7 +220,6 @@ class ChatDevices:
         the restart replaces it. The cork is no move: that stream's own events stop counting (no
         check for them). A device that goes away meanwhile still makes a check (the device's own
         event), which sees where the server moved the corked stream."""
-        self.paused_kinds.add(kind)
         key = self.keys.pop(kind, None)
         if self.watcher is not None and key is not None:
             self.watcher.streams.discard(key)
@@ -238,7 +231,8 @@ class ChatDevices:
         it again would connect to the pinned, missing sink: the pulse plugin's prepare fails and
         PortAudio's Pa_StartStream then never returns (seen here). The pin is dropped, so the fresh
         stream goes where the server sends new streams, as the running stream would have been moved."""
-        if kind not in self.moved_away or "PULSE_SINK" not in os.environ:
+        moved_away = kind in self.home and self.placed.get(kind) != self.home[kind]
+        if not moved_away or "PULSE_SINK" not in os.environ:
             return False
         os.environ.pop("PULSE_SINK", None)
         return True
@@ -248,8 +242,7 @@ class ChatDevices:
         sink-input), whose events count only once it is known. Ask where it is; one that starts on
         another device than it was on before the pause (that device went away meanwhile) is reported
         as moved, once (:meth:`_check` compares with :attr:`placed`)."""
-        self.paused_kinds.discard(kind)
-        self.moved_away.discard(kind)
+        self.home.pop(kind, None)        # where the new stream lands is its home from now on
         if self.watcher is not None:
             self._poke()
 

@@ -90,8 +90,6 @@ class Mic:
         is_open = self.is_open(captured_at)
         if self.aec is not None:
             self.aec.note_capture(adc_time, frames)
-        if len(blocks) > 1 and self.capture.passthrough:
-            blocks = [b"".join(blocks)]
         for block in blocks:
             for pcm in self.capture.feed(block):
                 if not is_open and captured_at < self._guard_until:

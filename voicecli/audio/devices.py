@@ -420,13 +420,13 @@ class _StreamBase:
 
 
 class CaptureStream(_StreamBase):
-    """A raw callback InputStream (``dtype`` ``"int16"`` or ``"float32"``, interleaved). Blocks are
-    copied as ``bytes`` and delivered on the loop as ``on_blocks(blocks, captured_at, adc_time)``: a
-    list of blocks, oldest first, the ``time.monotonic()`` when PortAudio delivered the last one,
-    and the time the first one's first frame was at the ADC (PortAudio's clock, from its time info;
-    the output stream gives the echo canceller's ring DAC times on the same clock). Raw streams, not
-    numpy ones: sounddevice builds two numpy arrays per callback otherwise, and a mono 24 kHz int16
-    stream is the wire format itself, so the chat's live path needs no numpy at all (issue 10).
+    """A raw int16 callback InputStream (interleaved). Blocks are copied as PCM16 ``bytes`` and
+    delivered on the loop as ``on_blocks(blocks, captured_at, adc_time)``: a list of blocks, oldest
+    first, the ``time.monotonic()`` when PortAudio delivered the last one, and the time the first
+    one's first frame was at the ADC (PortAudio's clock, from its time info; the output stream gives
+    the echo canceller's ring DAC times on the same clock). Raw streams, not numpy ones: sounddevice
+    builds two numpy arrays per callback otherwise, and a mono 24 kHz int16 stream is the wire format
+    itself, so the chat's live path needs no numpy at all (issue 10).
 
     ``wake_frames``: the loop is woken only when the frames captured so far cross a multiple of it
     (the caller passes one ``input.audio`` chunk's worth at the device rate), so the loop wakes once
@@ -436,17 +436,16 @@ class CaptureStream(_StreamBase):
     def __init__(self, settings: StreamSettings, loop: asyncio.AbstractEventLoop,
                  on_blocks: Callable[[list[bytes], float, float | None], None],
                  on_error: Callable[[str], None],
-                 blocksize: int, wake_frames: int = 0, sd: Any | None = None, dtype: str = "float32") -> None:
+                 blocksize: int, wake_frames: int = 0, sd: Any | None = None) -> None:
         super().__init__(settings, loop, on_error)
         self.on_blocks = on_blocks
-        self.dtype = dtype
         self.wake_frames = max(0, wake_frames)
         self._batch: list[bytes] = []
         self._batch_adc: float | None = None
         self._frames = 0
         self._next_wake = self.wake_frames
         self._sd = sd or backend()
-        self._open(self._sd.RawInputStream, dtype=dtype, blocksize=blocksize, latency="low",
+        self._open(self._sd.RawInputStream, dtype="int16", blocksize=blocksize, latency="low",
                    callback=self._callback)
 
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
