@@ -126,20 +126,24 @@ class Proxy:
         async for frame in src:  # type: ignore[attr-defined]
             now = time.monotonic()
             await dst.send(frame)  # type: ignore[attr-defined]
-            event = json.loads(frame)
-            kind = event.get("type")
-            if upward and kind == "input.audio":
-                pcm = np.frombuffer(base64.b64decode(event["audio"]), dtype="<i2") / 32768.0
-                self.audio_in.append((now, pcm))
-            elif kind == "reply.audio":
-                self.first_reply_audio.setdefault(event["reply_id"], now)
-            elif kind == "input.speech.started":
-                self.speech_started.append(now)
-            elif kind == "reply.started":
-                self.reply_started.append((now, event["reply_id"]))
-            elif kind == "reply.done":
-                self.reply_done.append((now, event["reply_id"], event.get("status", "")))
+            self.note(json.loads(frame), now, upward)
         await dst.close()  # type: ignore[attr-defined]
+
+    def note(self, event: dict[str, object], now: float, upward: bool) -> str | None:
+        """Note what one forwarded event tells the figures; returns its type."""
+        kind = event.get("type")
+        if upward and kind == "input.audio":
+            pcm = np.frombuffer(base64.b64decode(str(event["audio"])), dtype="<i2") / 32768.0
+            self.audio_in.append((now, pcm))
+        elif kind == "reply.audio":
+            self.first_reply_audio.setdefault(str(event["reply_id"]), now)
+        elif kind == "input.speech.started":
+            self.speech_started.append(now)
+        elif kind == "reply.started":
+            self.reply_started.append((now, str(event["reply_id"])))
+        elif kind == "reply.done":
+            self.reply_done.append((now, str(event["reply_id"]), str(event.get("status", ""))))
+        return kind if isinstance(kind, str) else None
 
 
 def proc_cpu_s(pid: int) -> float:

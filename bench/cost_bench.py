@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import shlex
@@ -175,21 +174,8 @@ async def _pump(proxy: cb.Proxy, ready: asyncio.Event, src: object, dst: object,
         async for frame in src:  # type: ignore[attr-defined]
             now = time.monotonic()
             await dst.send(frame)  # type: ignore[attr-defined]
-            event = json.loads(frame)
-            kind = event.get("type")
-            if upward and kind == "input.audio":
-                pcm = np.frombuffer(base64.b64decode(event["audio"]), dtype="<i2") / 32768.0
-                proxy.audio_in.append((now, pcm))
-            elif kind == "session.ready":
+            if proxy.note(json.loads(frame), now, upward) == "session.ready":
                 ready.set()
-            elif kind == "reply.audio":
-                proxy.first_reply_audio.setdefault(event["reply_id"], now)
-            elif kind == "input.speech.started":
-                proxy.speech_started.append(now)
-            elif kind == "reply.started":
-                proxy.reply_started.append((now, event["reply_id"]))
-            elif kind == "reply.done":
-                proxy.reply_done.append((now, event["reply_id"], event.get("status", "")))
     finally:
         await dst.close()  # type: ignore[attr-defined]
 
