@@ -19,6 +19,7 @@ finishes just waits on the same lock.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +119,9 @@ def _loaders(engines: Engines) -> dict[str, Callable[[], object]]:
     return out
 
 
+PRELOAD_EXIT_WAIT_S = 20.0
+
+
 def preload(engines: Engines | None = None, background: bool = True) -> Preload:
     """Load the models of ``engines`` (default: :func:`detect`) once per process. In a daemon
     thread unless ``background`` is False. Failures are recorded, not raised: the engine raises
@@ -138,6 +142,10 @@ def preload(engines: Engines | None = None, background: bool = True) -> Preload:
     if background:
         result.thread = threading.Thread(target=run, name="voicecli-speech-preload", daemon=True)
         result.thread.start()
+        # a process that ends while the thread is inside onnxruntime's session set-up crashed in
+        # its teardown (SIGSEGV after "MLDataType for: tensor(float) is not currently registered",
+        # seen once in CI on `voicecli token --local`): the exit waits for the load, bounded
+        atexit.register(result.done.wait, PRELOAD_EXIT_WAIT_S)
     else:
         run()
     return result
