@@ -17,27 +17,37 @@ from voicecli.audio import aec_support
 KEY = ("--api-key", "test-key")
 
 
-def _numpy_mapped(pid: int) -> bool:
-    return any("numpy" in line for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+def _mapped(pid: int) -> set[str]:
+    return {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+            if line.split()[-1].startswith("/")}
 
 
-def _run_and_inspect(vaudio: VirtualAudio, server: Served, echo: str) -> bool:
+def _run_and_inspect(vaudio: VirtualAudio, server: Served, echo: str) -> set[str]:
     chat = ChatProc(vaudio.env, "--url", server.url, *KEY, "--no-ui", "--json", "--echo", echo)
     try:
         chat.wait_for(lambda e: e["type"] == "session.ready", what="session.ready")
         vaudio.play(EXAMPLES / "hello.wav").wait(unit(10))       # the mic path runs on real speech
         chat.wait_for(lambda e: e["type"] == "voicecli.reply.heard", timeout=20, what="the reply heard")
-        mapped = _numpy_mapped(chat.proc.pid)
+        mapped = _mapped(chat.proc.pid)
         assert chat.interrupt() == 130
     finally:
         chat.kill()
     return mapped
 
 
+def _numpy(mapped: set[str]) -> bool:
+    return any("numpy" in path for path in mapped)
+
+
 def test_an_echo_off_chat_at_the_wire_rate_runs_without_numpy(vaudio: VirtualAudio, scripted_server: Served) -> None:
-    assert not _run_and_inspect(vaudio, scripted_server, "off")
+    mapped = _run_and_inspect(vaudio, scripted_server, "off")
+    assert not _numpy(mapped)
+    # on the sound server libasound has the lean configuration: of ALSA's plugins only pulse is
+    # loaded (tests/e2e/test_alsa_lean.py: the system configuration loads a52 and the rest)
+    plugins = {Path(p).name for p in mapped if "libasound_module_pcm_" in p}
+    assert plugins == {"libasound_module_pcm_pulse.so"}, plugins
 
 
 @pytest.mark.skipif(not aec_support.available(), reason="the aec extra (livekit) is not installed")
 def test_an_aec_chat_loads_numpy_for_the_canceller(vaudio: VirtualAudio, scripted_server: Served) -> None:
-    assert _run_and_inspect(vaudio, scripted_server, "aec")
+    assert _numpy(_run_and_inspect(vaudio, scripted_server, "aec"))

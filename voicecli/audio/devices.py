@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from voicecli.audio import soundserver
@@ -35,6 +37,9 @@ from voicecli.protocol.constants import RATE as WIRE_RATE
 PORTAUDIO_HINT = ("install PortAudio: apt-get install libportaudio2 (Debian/Ubuntu), "
                   "brew install portaudio (macOS)")
 DEVICES_HINT = "run `voicecli devices` to see them"
+ALSA_ENV = "VOICECLI_ALSA"          # "system": keep libasound's own configuration (see lean_alsa)
+SOUND_SERVER_ALSA_CONF = Path(__file__).with_name("alsa-sound-server.conf")
+LEAN_ALSA_HINT = f"only the sound server's devices are listed ({ALSA_ENV}=system lists ALSA's own too)"
 FALLBACK_RATES = (48000, 44100, 24000, 32000, 16000, 96000, 22050, 8000)
 
 
@@ -94,9 +99,39 @@ def quiet_c_stderr() -> Callable[[], None]:
     return restore
 
 
+_lean_alsa: bool | None = None      # decided once, before PortAudio first loads
+
+
+def lean_alsa() -> bool:
+    """On a running PulseAudio/PipeWire server, point libasound at :data:`SOUND_SERVER_ALSA_CONF`
+    (``pulse`` and ``default`` through the server) before PortAudio loads. PortAudio's device scan
+    opens every PCM the system configuration defines, and each loads its plugin's libraries
+    (a52 -> libavcodec, jack, lavrate, ...): ~12 MiB of the process and half its start-up, for
+    devices that cannot be used while the server holds the hardware anyway (the server's own
+    sources and sinks are picked by name through it: :mod:`voicecli.audio.soundserver`).
+    Left alone: ``VOICECLI_ALSA=system``, an ``ALSA_CONFIG_PATH`` already set, no server socket that
+    takes a connection (a TCP ``PULSE_SERVER`` included), not Linux. True if it applies."""
+    global _lean_alsa
+    if _lean_alsa is not None:
+        return _lean_alsa
+    _lean_alsa = False
+    if sys.platform != "linux" or "sounddevice" in sys.modules or os.environ.get("ALSA_CONFIG_PATH"):
+        return False
+    if os.environ.get(ALSA_ENV, "").strip().lower() == "system" or not SOUND_SERVER_ALSA_CONF.is_file():
+        return False
+    path = soundserver.socket_path()
+    if path is None or soundserver.refuses(path):
+        return False
+    os.environ["ALSA_CONFIG_PATH"] = str(SOUND_SERVER_ALSA_CONF)
+    _lean_alsa = True
+    return True
+
+
 def backend() -> Any:
     """The ``sounddevice`` module, or AudioDeviceError (exit 6) when PortAudio cannot be loaded.
-    ALSA's messages are silenced first (:func:`silence_alsa`: PortAudio prints some at load time)."""
+    libasound's configuration is chosen first (:func:`lean_alsa`) and its messages silenced
+    (:func:`silence_alsa`: PortAudio prints some at load time)."""
+    lean_alsa()
     silence_alsa()
     try:
         import sounddevice
@@ -172,6 +207,10 @@ def _describe(devices: Sequence[DeviceInfo], limit: int = 6) -> str:
     return shown + (f" and {len(devices) - limit} more" if len(devices) > limit else "")
 
 
+def _devices_hint() -> str:
+    return DEVICES_HINT + (f"; {LEAN_ALSA_HINT}" if _lean_alsa else "")
+
+
 def select_device(devices: Sequence[DeviceInfo], spec: str | int | None, kind: str) -> DeviceInfo:
     """The ``kind`` (``input``/``output``) device named by ``spec``.
 
@@ -198,7 +237,7 @@ def select_device(devices: Sequence[DeviceInfo], spec: str | int | None, kind: s
                                            f"{kind} devices: {_describe(usable)}")
                 return dev
         raise AudioDeviceError(f"there is no audio device {index}", f"{kind} devices: {_describe(usable)}; "
-                                                                    f"{DEVICES_HINT}")
+                                                                    f"{_devices_hint()}")
     needle = text.lower()
     exact = [d for d in usable if d.name.lower() == needle]
     matches = exact or [d for d in usable if needle in d.name.lower()]
@@ -206,7 +245,7 @@ def select_device(devices: Sequence[DeviceInfo], spec: str | int | None, kind: s
         return matches[0]
     if not matches:
         raise AudioDeviceError(f"no {kind} device matches {text!r}", f"{kind} devices: {_describe(usable)}; "
-                                                                    f"{DEVICES_HINT}")
+                                                                    f"{_devices_hint()}")
     raise AudioDeviceError(f"{len(matches)} {kind} devices match {text!r}: {_describe(matches)}",
                            "use the index or a longer part of the name")
 
@@ -279,9 +318,9 @@ def select_with_server(devices: Sequence[DeviceInfo], spec: str | int | None, ki
         names = [d.description for d in listed if d.kind == kind]
         if not found:
             if names:
-                exc.hint = (exc.hint or "").replace(f"; {DEVICES_HINT}", "") + \
+                exc.hint = (exc.hint or "").replace(f"; {_devices_hint()}", "") + \
                     "; sound server: " + ", ".join(repr(n) for n in names[:6]) + \
-                    (f" and {len(names) - 6} more" if len(names) > 6 else "") + f"; {DEVICES_HINT}"
+                    (f" and {len(names) - 6} more" if len(names) > 6 else "") + f"; {_devices_hint()}"
             raise
         if len(found) > 1:
             raise AudioDeviceError(f"{len(found)} sound server {kind}s match {text!r}: "
