@@ -193,7 +193,8 @@ def test_device_errors_are_one_line_with_exit_6(vaudio: VirtualAudio, scripted_s
     assert r.stderr.strip().splitlines() == [
         "voicecli: error: no input device matches 'no-such-mic' (input devices: 0 'pulse', 1 'default'; "
         "sound server: 'Monitor of VirtualSpeaker', 'Monitor of Null Output', 'VirtualMic', 'Null Input'; "
-        "run `voicecli devices` to see them)"]
+        "run `voicecli devices` to see them; only the sound server's devices are listed "
+        "(VOICECLI_ALSA=system lists ALSA's own too))"]
     r = run_cli("chat", "--url", scripted_server.url, *KEY, "--output-device", "7", env=vaudio.env)
     assert r.code == 6 and "there is no audio device 7" in r.stderr
     r = run_cli("devices", "--json", env=vaudio.env)

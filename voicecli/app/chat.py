@@ -87,11 +87,14 @@ class ChatOptions:
     prebuffer_ms: int = 60
     max_buffer_ms: int = 30000
     chunk_ms: int = 20
-    # Device blocks. Output: 10 ms, so a barge-in flush is heard within ~2 blocks (PortAudio keeps
-    # two queued). Input: 20 ms: each block wakes a PortAudio thread (~0.4 % CPU per 100 wakeups/s
-    # here) and a chunk cannot leave before its last sample anyway; the loop wakes once per chunk.
-    out_block_ms: int = 10
+    # Device blocks. Output (None: by echo mode): with `aec`, 10 ms, so a barge-in flush is heard
+    # within ~2 blocks (PortAudio keeps two queued); with `off`/`half` 20 ms, since a barge-in there
+    # drops what the device and the server hold (pause + restart), and half the output wake-ups are
+    # ~0.2 % of a core while the agent talks. Input: 20 ms: each block wakes a PortAudio thread
+    # (~0.4 % CPU per 100 wakeups/s here) and a chunk cannot leave before its last sample anyway.
+    out_block_ms: int | None = None
     in_block_ms: int = 20
+    quiet_batching: bool = True     # a quiet mic's chunks are delivered ~100 ms at a time (CaptureStream)
     hangover_ms: int = 300
     record_dir: Path | None = None
     ptt: bool = False
@@ -154,6 +157,7 @@ class _Chat:
         self.dropped_reported = 0.0
         self.out_stream: devices.PlaybackStream | None = None
         self.in_stream: devices.CaptureStream | None = None
+        self._user_turn = False         # the server is in a user turn (see _set_user_turn)
         self.speaker.out_latency = lambda: self.out_stream.latency_s if self.out_stream else 0.0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.devices = ChatDevices(opts.input_device, opts.output_device, sd, self._open_pair,
@@ -207,15 +211,23 @@ class _Chat:
         opts, loop = self.opts, self.loop
         assert loop is not None
         self.out_stream = self._new_output(out_s)
+        wake = in_s.rate * opts.chunk_ms // 1000
+        quiet = devices.quiet_frames_for(wake, in_s.rate) if opts.quiet_batching else 0
         self.in_stream = devices.CaptureStream(in_s, loop, self._on_mic_blocks, self._device_failed,
-                                               max(64, in_s.rate * opts.in_block_ms // 1000),
-                                               in_s.rate * opts.chunk_ms // 1000, self.sd)
+                                               max(64, in_s.rate * opts.in_block_ms // 1000), wake, self.sd,
+                                               quiet)
+        self.in_stream.prompt = self._user_turn
 
     def _new_output(self, out_s: devices.StreamSettings) -> devices.PlaybackStream:
         assert self.loop is not None
         return devices.PlaybackStream(out_s, self.loop, self.speaker.buffer, self._device_failed,
-                                      max(64, out_s.rate * self.opts.out_block_ms // 1000), self.sd,
+                                      max(64, out_s.rate * self._out_block_ms() // 1000), self.sd,
                                       ring=self.ring)
+
+    def _out_block_ms(self) -> int:
+        if self.opts.out_block_ms is not None:
+            return self.opts.out_block_ms
+        return 10 if self.opts.echo == "aec" else 20
 
     def _close_pair(self) -> None:
         for stream in (self.in_stream, self.out_stream):
@@ -437,11 +449,13 @@ class _Chat:
         if rec.newly_interrupted:
             self.cut(rid, "reply.done")
         if isinstance(ev, InputSpeechStarted) and not rec.stale:
+            self._set_user_turn(True)
             for target in self.speaker.barge_in_targets(self.conv.session.current_reply):
                 self.cut(target, "input.speech.started")
         elif isinstance(ev, InputSpeechStopped):
             self.speaker.speech_stopped()
         elif isinstance(ev, ReplyStarted):
+            self._set_user_turn(False)
             self.speaker.started(ev.reply_id)
             self._wake_output()          # audio follows: start the stream before it arrives
         elif isinstance(ev, ReplyDone):
@@ -449,11 +463,21 @@ class _Chat:
                 self.speaker.done(rid)
             else:
                 self.speaker.finished.add(rid)
-        elif isinstance(ev, TranscriptUser) and self.recorder is not None:
-            self.recorder.entry("user", ev.text, self.clock(), item_id=ev.item_id)
+        elif isinstance(ev, TranscriptUser):
+            self._set_user_turn(False)
+            if self.recorder is not None:
+                self.recorder.entry("user", ev.text, self.clock(), item_id=ev.item_id)
         elif isinstance(ev, SessionReady):
             self.view.chat.connection = "connected"
         self.view.apply(rec)
+
+    def _set_user_turn(self, on: bool) -> None:
+        """The server hears a user turn (``input.speech.started`` until its ``transcript.user`` or a
+        reply): the mic delivers every chunk at once meanwhile, however quiet, so the silence that
+        ends the turn reaches the server's turn detection without waiting in a held delivery."""
+        self._user_turn = on
+        if self.in_stream is not None:
+            self.in_stream.prompt = on
 
     def cut(self, rid: str, trigger: str) -> None:
         """Flush ``rid`` from playback (idempotent) and say so. If it was playing, what the device

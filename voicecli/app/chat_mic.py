@@ -4,7 +4,9 @@ The PortAudio input callback hands blocks to the loop (``call_soon_threadsafe``,
 :meth:`Mic.on_blocks` runs there: it downmixes, resamples and cuts 20-50 ms chunks
 (:class:`~voicecli.audio.pipeline.CapturePipeline`), replaces them with silence while the mic is
 closed (muted, push-to-talk released, the half-duplex gate shut, or the echo guard of ``--echo aec``:
-the canceller's warm-up, ``echo_guard_ms`` after each reply becomes audible), and queues them; the
+the canceller's warm-up, ``echo_guard_ms`` after each reply becomes audible), and queues them (the
+chunks of one delivery as one ``input.audio``: a quiet mic's are held up to ~100 ms,
+:class:`~voicecli.audio.devices.CaptureStream`); the
 :meth:`Mic.sender` task writes them once the session is ready. A chunk is written at once instead
 (:meth:`Conversation.try_send_audio`) when nothing is queued and the socket takes it without waiting.
 A full queue drops its oldest chunk (a stalled socket must not grow memory).
@@ -90,16 +92,20 @@ class Mic:
         is_open = self.is_open(captured_at)
         if self.aec is not None:
             self.aec.note_capture(adc_time, frames)
+        chunks: list[bytes] = []
         for block in blocks:
             for pcm in self.capture.feed(block):
                 if not is_open and captured_at < self._guard_until:
                     self.guarded_chunks += 1
-                self._queue(pcm if is_open else bytes(len(pcm)))
+                pcm = pcm if is_open else bytes(len(pcm))
+                if self.recorder is not None and self._t0 is not None:
+                    self.recorder.add_user(pcm, self._t0 + self._frames / RATE)
+                self._frames += len(pcm) // 2
+                chunks.append(pcm)
+        if chunks:   # the chunks of a quiet mic's held delivery leave as one input.audio (<= 100 ms)
+            self._queue(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _queue(self, pcm: bytes) -> None:
-        if self.recorder is not None and self._t0 is not None:
-            self.recorder.add_user(pcm, self._t0 + self._frames / RATE)
-        self._frames += len(pcm) // 2
         if not self.conv.session.ready:
             return
         if self.queue.empty() and self.conv.try_send_audio(pcm):
