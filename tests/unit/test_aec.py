@@ -31,6 +31,23 @@ def test_ring_keeps_the_latest_frames_and_their_dac_time() -> None:
     assert ring.frame_at(1.25) == pytest.approx(250)
 
 
+def test_a_dropped_device_queue_becomes_silence_in_the_reference() -> None:
+    """A barge-in aborts the output stream: frames written for DAC times after the abort never play,
+    so they must not be cancelled as echo; those before it did play and stay (also across the wrap)."""
+    ring = FarEndRing(1000, seconds=0.1)          # 100 frames
+    for i in range(13):                           # frames 0..129; the last block (120..129) at 1.12 s
+        ring.write(np.full(10, i + 1, dtype=np.int16), dac_time=1.0 + i * 0.01)
+    assert ring.drop_after(1.095) == 35           # 1.095 s is frame 95 (anchor 120 at 1.12 s)
+    out = np.zeros(40, dtype=np.int16)
+    assert ring.read(90, 40, out)
+    assert list(out[:5]) == [10] * 5 and not out[5:].any()
+    kept = np.zeros(50, dtype=np.int16)
+    assert ring.read(40, 50, kept) and list(kept[::10]) == [5, 6, 7, 8, 9]
+    assert ring.drop_after(2.0) == 0 and FarEndRing(1000).drop_after(1.0) == 0   # nothing later / no anchor
+    ring.drop_after(0.0)                          # before everything the ring still holds: all of it
+    assert ring.read(30, 100, np.zeros(100, dtype=np.int16)) and not ring.data.any()
+
+
 def test_ring_takes_raw_output_buffers_bytes_memoryviews_and_interleaved_int16() -> None:
     """A RawOutputStream's callback hands over its buffer, not an array: bytes, a bytearray or a 1-D
     memoryview (format 'h' or 'B') of interleaved int16; the ring keeps the first channel."""

@@ -87,12 +87,11 @@ class ChatOptions:
     prebuffer_ms: int = 60
     max_buffer_ms: int = 30000
     chunk_ms: int = 20
-    # Device blocks. Output (None: by echo mode): with `aec`, 10 ms, so a barge-in flush is heard
-    # within ~2 blocks (PortAudio keeps two queued); with `off`/`half` 20 ms, since a barge-in there
-    # drops what the device and the server hold (pause + restart), and half the output wake-ups are
+    # Device blocks. Output: 20 ms. A barge-in drops what the device and the server hold (pause +
+    # restart), so the block size does not set the flush; half the wake-ups of 10 ms blocks are
     # ~0.2 % of a core while the agent talks. Input: 20 ms: each block wakes a PortAudio thread
     # (~0.4 % CPU per 100 wakeups/s here) and a chunk cannot leave before its last sample anyway.
-    out_block_ms: int | None = None
+    out_block_ms: int = 20
     in_block_ms: int = 20
     quiet_batching: bool = True     # a quiet mic's chunks are delivered ~100 ms at a time (CaptureStream)
     hangover_ms: int = 300
@@ -167,9 +166,9 @@ class _Chat:
         self._last_tick = clock()
         self._ticking = False              # ticks start once the session is open (the ticker task)
         self._tick_blocks, self._tick_change = (-1, -1), clock()
-        # the output stream pauses while there is nothing to play, unless an echo canceller needs
-        # the played blocks as its far-end reference (aec): see OutputIdle
-        self.out_idle = OutputIdle() if self.ring is None else None
+        # the output stream pauses while there is nothing to play (OutputIdle); with aec too: the
+        # canceller's reference is then silence, and it realigns on the restarted stream
+        self.out_idle: OutputIdle | None = OutputIdle()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -221,13 +220,8 @@ class _Chat:
     def _new_output(self, out_s: devices.StreamSettings) -> devices.PlaybackStream:
         assert self.loop is not None
         return devices.PlaybackStream(out_s, self.loop, self.speaker.buffer, self._device_failed,
-                                      max(64, out_s.rate * self._out_block_ms() // 1000), self.sd,
+                                      max(64, out_s.rate * self.opts.out_block_ms // 1000), self.sd,
                                       ring=self.ring)
-
-    def _out_block_ms(self) -> int:
-        if self.opts.out_block_ms is not None:
-            return self.opts.out_block_ms
-        return 10 if self.opts.echo == "aec" else 20
 
     def _close_pair(self) -> None:
         for stream in (self.in_stream, self.out_stream):
@@ -550,11 +544,13 @@ class _Chat:
         which the pulse plugin turns into a flush of the server's buffer) and the restart follows
         right away (:meth:`_wake_output`: the pinned-sink and lost-server cases included). The
         speaker falls silent within ~1-2 ms instead of the 20-30 ms those buffers hold
-        (``bench/cost_bench.py`` flush p50 31 -> 3.5 ms); ~2 ms on the loop. Not with the echo
-        canceller (``out_idle`` is None): its far-end reference is what was handed to the device."""
+        (``bench/cost_bench.py`` flush p50 31 -> 3.5 ms); ~2 ms on the loop. With the echo canceller
+        the dropped part of its far-end reference becomes silence (it never reaches the speaker)."""
         stream = self.out_stream
         if stream is None or stream.paused or self.devices.recovering or not stream.pause():
             return False
+        if self.ring is not None and stream.paused_at is not None:
+            self.ring.drop_after(stream.paused_at)   # what the device held never plays: no echo of it
         self.devices.paused("output")
         self._wake_output()
         return True
@@ -589,6 +585,8 @@ class _Chat:
             self._reopen_output(stream)
         elif stream.resume():
             self.devices.resumed("output")   # a new stream on the sound server: where is it?
+            if self.aec is not None:
+                self.aec.output_restarted()
 
     def _reopen_output(self, old: devices.PlaybackStream) -> None:
         """A paused output stream whose pinned sink went away: a fresh one in its place (on the loop:

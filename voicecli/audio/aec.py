@@ -130,6 +130,24 @@ class FarEndRing:
         if self.trace is not None:
             self.trace.append((mono.copy(), dac_time, time.monotonic()))
 
+    def drop_after(self, t: float) -> int:
+        """The output stream was aborted at ``t`` (a barge-in drops what the device held): the frames
+        written for later than ``t`` will never play, so they become silence in the reference. Only
+        while the stream is stopped (no writer). Returns how many frames were cleared."""
+        at = self.frame_at(t)
+        if at is None:
+            return 0
+        lo = max(int(math.ceil(at)), self.written - self.size, 0)
+        n = self.written - lo
+        if n <= 0:
+            return 0
+        a = lo % self.size
+        first = min(n, self.size - a)
+        self.data[a:a + first] = 0
+        if first < n:
+            self.data[:n - first] = 0
+        return n
+
     def frame_at(self, t: float) -> float | None:
         """The (fractional) frame index that was at the DAC at time ``t`` (the anchor's clock)."""
         anchor = self.anchor
@@ -224,6 +242,16 @@ class EchoCanceller:
     @property
     def delay_s(self) -> float:
         return FRAME / RATE
+
+    def output_restarted(self) -> None:
+        """The output stream was stopped and started again (idle pause, barge-in drop): its DAC
+        clock restarted, so the reference position is taken afresh from the ring's new anchor at the
+        next frame instead of being slewed towards it (the echo path itself did not change, so AEC3's
+        own delay estimate stays valid)."""
+        self._ref_pos = None
+        self._err = 0.0
+        self.ref_resampler.reset()
+        self._ref_n = 0
 
     def note_capture(self, adc_time: float | None, frames: int) -> None:
         """A mic block of ``frames`` device frames whose first frame was at the ADC at ``adc_time``."""

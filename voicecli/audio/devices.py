@@ -399,6 +399,7 @@ class _StreamBase:
         self._closing = False
         self._reported = False
         self.paused = False              # stopped on purpose (PlaybackStream.pause): not a failure
+        self.paused_at: float | None = None   # the stream's time (PortAudio's clock) at the last pause
 
     @property
     def latency_s(self) -> float:
@@ -586,6 +587,10 @@ class PlaybackStream(_StreamBase):
         if self.paused or self.stream is None or self._closing or self._reported:
             return False
         self.paused = True                # before abort: its finished callback runs inside it
+        try:
+            self.paused_at = float(self.stream.time)     # PortAudio's clock, as the DAC times are
+        except Exception:
+            self.paused_at = None
         try:
             self.stream.abort()
         except Exception as exc:
