@@ -168,7 +168,7 @@ class _Chat:
         self._tick_blocks, self._tick_change = (-1, -1), clock()
         # the output stream pauses while there is nothing to play (OutputIdle); with aec too: the
         # canceller's reference is then silence, and it realigns on the restarted stream
-        self.out_idle: OutputIdle | None = OutputIdle()
+        self.out_idle = OutputIdle()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -480,7 +480,7 @@ class _Chat:
         cut: Cut | None = self.speaker.cut(rid)
         if cut is None:
             return
-        dropped = playing and self.out_idle is not None and self._drop_queued()
+        dropped = playing and self._drop_queued()
         self.barge_ins += 1
         self.view.interrupted(rid, cut.played_ms)
         self.output.client_event("barge_in", reply_id=rid, played_ms=round(cut.played_ms, 1),
@@ -562,7 +562,7 @@ class _Chat:
         """Pause the output stream once the speaker has been idle for a while (:class:`OutputIdle`;
         the tick, on the loop: never from the callback thread)."""
         idle, stream = self.out_idle, self.out_stream
-        if idle is None or stream is None:
+        if stream is None:
             return
         if self.devices.recovering or stream.paused:
             idle.reset()
@@ -579,8 +579,7 @@ class _Chat:
         stream = self.out_stream
         if stream is None or not stream.paused or self.devices.recovering:
             return
-        if self.out_idle is not None:
-            self.out_idle.reset()
+        self.out_idle.reset()
         if self.devices.restart_needs_reopen("output"):
             self._reopen_output(stream)
         elif stream.resume():

@@ -399,7 +399,6 @@ class _StreamBase:
         self._closing = False
         self._reported = False
         self.paused = False              # stopped on purpose (PlaybackStream.pause): not a failure
-        self.paused_at: float | None = None   # the stream's time (PortAudio's clock) at the last pause
 
     @property
     def latency_s(self) -> float:
@@ -465,10 +464,10 @@ QUIET_BATCH_S = 0.1          # how much a quiet mic's delivery holds (input.audi
 
 
 def _has_sound(block: bytes) -> bool:
-    """True if the PCM16 ``block`` has a sample at or above :data:`QUIET_FLOOR` in magnitude, looking
-    at every 8th sample (~4 us for 20 ms at 24 kHz in the callback; speech is loud for far longer
-    than 8 samples)."""
-    samples = memoryview(block[: len(block) // 2 * 2]).cast("h")[::8]
+    """True if the PCM16 ``block`` (whole int16 samples: what an int16 stream delivers) has a sample
+    at or above :data:`QUIET_FLOOR` in magnitude, looking at every 8th sample (~4 us for 20 ms at
+    24 kHz in the callback, no copy; speech is loud for far longer than 8 samples)."""
+    samples = memoryview(block).cast("h")[::8]
     return bool(samples) and (max(samples) >= QUIET_FLOOR or min(samples) <= -QUIET_FLOOR)
 
 
@@ -512,7 +511,6 @@ class CaptureStream(_StreamBase):
         self.wake_frames = max(0, wake_frames)
         self.quiet_frames = max(0, quiet_frames)
         self.prompt = False               # set by the loop: deliver every chunk (the server hears a turn)
-        self.held_deliveries = 0          # chunk boundaries that were held (quiet), for tests and benches
         self._sound_until = -1.0          # monotonic time until which the mic counts as having sound
         self._delivered_frames = 0
         self._batch: list[bytes] = []
@@ -542,7 +540,6 @@ class CaptureStream(_StreamBase):
                 self._next_wake += self.wake_frames or frames
             if self.quiet_frames and not self.prompt and now >= self._sound_until \
                     and self._frames - self._delivered_frames < self.quiet_frames:
-                self.held_deliveries += 1
                 return
             self._delivered_frames = self._frames
             batch, self._batch = self._batch, []
@@ -570,8 +567,8 @@ class PlaybackStream(_StreamBase):
         self.ring = ring
         self._sd = sd or backend()
         self._view: Callable[[Any, int], Any] = _mono_view if settings.channels == 1 else _frames_view
-        self.pauses = 0                  # pause()/resume() that worked
-        self.resumes = 0
+        self.pauses = 0                  # pause() calls that worked
+        self.paused_at: float | None = None   # the stream's time (PortAudio's clock) at the last pause
         # through a sound server: its socket, asked before a resume (see resume)
         self._server_socket = soundserver.socket_path() if settings.device.sound_server else None
         self._open(self._sd.RawOutputStream, dtype="int16", blocksize=blocksize, latency="low",
@@ -624,7 +621,6 @@ class PlaybackStream(_StreamBase):
         except Exception as exc:
             self._report(f"it could not be started again: {_portaudio_message(exc)}")
             return False
-        self.resumes += 1
         return True
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
