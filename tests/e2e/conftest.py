@@ -93,6 +93,10 @@ class ChatProc:
         with self._lock:
             return [e for e in self.events if e.get("type") == kind]
 
+    def session_summary(self) -> dict[str, Any]:
+        """The last ``voicecli.metrics`` of scope ``session`` (the summary the chat emits at its end)."""
+        return [e for e in self.of_type("voicecli.metrics") if e["scope"] == "session"][-1]
+
     def interrupt(self, timeout: float = 10.0) -> int:
         """Ctrl-C (SIGINT), then wait for the exit status."""
         self.proc.send_signal(signal.SIGINT)

@@ -58,7 +58,7 @@ def test_device_underflows_are_counted_and_alsa_says_nothing(vaudio: VirtualAudi
     assert code == 130
     _no_traceback(chat)
     assert "ALSA" not in chat.stderr, chat.stderr
-    summary = [e for e in chat.of_type("voicecli.metrics") if e["scope"] == "session"][-1]
+    summary = chat.session_summary()
     assert summary["device_underflows"] >= 1, summary
 
 

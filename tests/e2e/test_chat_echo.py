@@ -69,7 +69,7 @@ def test_with_aec_a_multi_turn_chat_has_no_self_interruption(echo_path: VirtualA
     assert [(e["text"], e["interrupted"]) for e in heard] == [
         ("Hello! This is the scripted agent.", False), ("I am fine, thank you for asking.", False)]
     assert [e["text"] for e in chat.of_type("transcript.user")] == ["hello there", "how are you"]
-    summary = [e for e in chat.of_type("voicecli.metrics") if e["scope"] == "session"][-1]
+    summary = chat.session_summary()
     assert summary["echo"] == "aec" and summary["aec"]["frames"] > 100
     assert "keeps getting interrupted" not in chat.stderr
 
@@ -139,5 +139,5 @@ def test_with_aec_and_no_echo_path_a_barge_in_early_in_the_first_reply_is_heard_
           f"{over * 1000:.0f} ms (talking over the first reply)")
     assert barge["trigger"] == "input.speech.started" and barge["played_ms"] < 2500
     assert over - plain < 0.3, f"the barge-in was heard {(over - plain) * 1000:.0f} ms later than a plain turn"
-    summary = [e for e in chat.of_type("voicecli.metrics") if e["scope"] == "session"][-1]
+    summary = chat.session_summary()
     assert summary["aec"]["no_echo_path"] and summary["aec"]["passed_frames"] > 0

@@ -80,7 +80,7 @@ def test_a_killed_stream_is_reopened_and_the_chat_goes_on(vaudio: VirtualAudio, 
     assert not [line for line in chat.stderr.splitlines() if line.startswith("voicecli: error:")]
     assert "pa_linux_alsa" not in chat.stderr, chat.stderr                # PortAudio's own C prints
     assert _best_correlation(_read_raw(spk), _tone(SECOND)) > 0.9          # the next reply was heard
-    summary = [e for e in chat.of_type("voicecli.metrics") if e["scope"] == "session"][-1]
+    summary = chat.session_summary()
     assert summary["device_reopens"] == 1, summary
     # the sound server's events are few: a handful of `pactl list` rounds, not a poll
     print("device checks:", summary["device_checks"])
