@@ -117,6 +117,64 @@ def test_streams_of_finds_the_stream_this_process_opened(on_vaudio: VirtualAudio
         player.wait()
 
 
+def test_the_inspector_asks_on_one_kept_connection_and_by_kind(on_vaudio: VirtualAudio) -> None:
+    """The chat asks after every reply (issue 10, Cost): one connection for all of its asks, the
+    kinds it asks for only, the same answers as a fresh connection's."""
+    import sounddevice as sd
+
+    from voicecli.audio import devices
+    devices.reinitialize(sd)
+    inspector = soundserver.Inspector(os.getpid())
+    try:
+        assert inspector.streams() == {}
+        pulse = next(d for d in devices.list_devices(sd) if d.name == "pulse" and d.has("output"))
+        with sd.RawOutputStream(samplerate=24000, channels=1, dtype="int16", device=pulse.index):
+            [index] = _sink_inputs_of(on_vaudio, os.getpid())
+            want = {"output": ("VirtualSpeaker", f"sink-input #{index}")}
+            assert inspector.streams(("output",)) == want == soundserver.streams_of(os.getpid())
+            assert inspector.streams(("input",)) == {}
+            on_vaudio.pactl("move-sink-input", index, "vmic_feed")
+            assert inspector.streams() == {"output": ("Null Output", f"sink-input #{index}")}
+        assert len(_clients_of(on_vaudio, os.getpid())) == 1     # all those asks: one client
+    finally:
+        inspector.close()
+    assert _wait_no_clients(on_vaudio), "close() left its connection on the server"
+    assert inspector.streams() == {}                              # closed: asks nothing
+
+
+def _wait_no_clients(va: VirtualAudio) -> bool:
+    deadline = time.monotonic() + unit(2)
+    while _clients_of(va, os.getpid()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _clients_of(va, os.getpid())
+
+
+def test_the_inspector_outlives_a_server_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its kept connection breaks when the server goes; the next ask connects afresh (to the new
+    server) instead of failing for the rest of the chat."""
+    require_audio()
+    first = VirtualAudio().start()
+    for key in ("PULSE_SERVER", "XDG_RUNTIME_DIR"):
+        monkeypatch.setenv(key, first.env[key])
+    inspector = soundserver.Inspector(os.getpid())
+    try:
+        assert inspector.streams() == {}
+        assert len(_clients_of(first, os.getpid())) == 1
+        first.stop()
+        assert inspector.streams() == {}            # no server: nothing, no exception
+        second = VirtualAudio().start()
+        try:
+            for key in ("PULSE_SERVER", "XDG_RUNTIME_DIR"):
+                monkeypatch.setenv(key, second.env[key])
+            assert inspector.streams() == {}
+            assert len(_clients_of(second, os.getpid())) == 1, "it did not connect to the new server"
+        finally:
+            inspector.close()
+            second.stop()
+    finally:
+        first.stop()
+
+
 def test_the_watcher_reports_devices_added_and_removed_and_only_that(
         watcher: tuple[soundserver.Watcher, Events], on_vaudio: VirtualAudio) -> None:
     w, events = watcher

@@ -92,7 +92,9 @@ class ChatDevices:
         self.keys: dict[str, str] = {}             # kind -> its stream there ("sink-input #N")
         self.home: dict[str, str] = {}             # kind -> the device its stream was first placed on
         self.move_checks = 0
+        self.inspector: soundserver.Inspector | None = None
         self._pending: asyncio.TimerHandle | None = None
+        self._pending_kinds: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_moved: Callable[[str, str, str], None] | None = None
         # the sound server's socket while the chat started: when it refuses connections the daemon
@@ -189,25 +191,37 @@ class ChatDevices:
         if not watcher.start():
             return False
         self.watcher = watcher
+        self.inspector = soundserver.Inspector(os.getpid())
         self._poke()                      # where the streams start
         return True
 
-    def _poke(self) -> None:
+    def _poke(self, kinds: tuple[str, ...] = soundserver.KINDS) -> None:
+        """Ask where ``kinds``' streams are, ``MOVE_CHECK_S`` from now (asks in between join it)."""
+        self._pending_kinds.update(kinds)
         if self._pending is None and not self.closed and self._loop is not None:
             self._pending = self._loop.call_later(MOVE_CHECK_S, self._spawn_check)
 
     def _spawn_check(self) -> None:
         self._pending = None
+        kinds, self._pending_kinds = tuple(k for k in soundserver.KINDS if k in self._pending_kinds), set()
         if self._loop is not None and not self.closed:
-            task = self._loop.create_task(self._check())
+            task = self._loop.create_task(self._check(kinds))
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    async def _check(self) -> None:
+    async def _check(self, kinds: tuple[str, ...] = soundserver.KINDS) -> None:
+        """Where the server has ``kinds``' streams now (a kind it has none of loses its key)."""
+        inspector = self.inspector
+        if inspector is None:
+            return
         self.move_checks += 1
-        where = await asyncio.to_thread(soundserver.streams_of, os.getpid())
+        where = await asyncio.to_thread(inspector.streams, kinds)
+        for kind in kinds:
+            if kind in where:
+                self.keys[kind] = where[kind][1]
+            else:
+                self.keys.pop(kind, None)
         if self.watcher is not None:
-            self.watcher.streams = {key for _, key in where.values()}
-        self.keys = {kind: key for kind, (_, key) in where.items()}
+            self.watcher.streams = set(self.keys.values())
         for kind, (now_on, _) in where.items():
             before = self.placed.get(kind)
             self.placed[kind] = now_on
@@ -244,7 +258,7 @@ class ChatDevices:
         as moved, once (:meth:`_check` compares with :attr:`placed`)."""
         self.home.pop(kind, None)        # where the new stream lands is its home from now on
         if self.watcher is not None:
-            self._poke()
+            self._poke((kind,))          # only this kind's stream is new
 
     def close(self) -> None:
         """Stop watching (the streams are the chat's to close)."""
@@ -255,3 +269,5 @@ class ChatDevices:
         if self.watcher is not None:
             self.watcher.close()
             self.watcher = None
+        if self.inspector is not None:
+            self.inspector.close()

@@ -203,27 +203,91 @@ def route(device: ServerDevice) -> None:
     os.environ["PULSE_SOURCE" if device.kind == "input" else "PULSE_SINK"] = device.name
 
 
-def streams_of(pid: int) -> dict[str, tuple[str, str]]:
+KINDS = ("output", "input")
+_QUERIES = {"output": ("sink_input_list", "sink", "sink_info", "sink-input"),
+            "input": ("source_output_list", "source", "source_info", "source-output")}
+
+
+def streams_of(pid: int, kinds: Sequence[str] = KINDS) -> dict[str, tuple[str, str]]:
     """Where the sound server has this process's streams: ``{"output": (sink description, "sink-input
     #N"), "input": (source description, "source-output #N")}`` (a kind is missing when the process has
-    no such stream, or the server cannot be asked). One connection, four queries."""
-    found: dict[str, tuple[str, str]] = {}
+    no such stream, or the server cannot be asked). One short connection; :class:`Inspector` keeps
+    one for repeated asking."""
     with _session() as pulse:
         if pulse is None:
-            return found
+            return {}
         try:
-            kinds = (("output", pulse.sink_input_list(), "sink", pulse.sink_list(), "sink-input"),
-                     ("input", pulse.source_output_list(), "source", pulse.source_list(), "source-output"))
+            return _streams(pulse, pid, kinds)
         except Exception:
-            return found
-    for kind, streams, field, devs, facility in kinds:
-        mine = [s for s in streams if s.proplist.get("application.process.id") == str(pid)]
-        if mine:
-            on = getattr(mine[-1], field)
-            desc = next((d.description or d.name for d in devs if d.index == on), None)
-            if desc:
-                found[kind] = (desc, f"{facility} #{mine[-1].index}")
+            return {}
+
+
+def _streams(pulse: Any, pid: int, kinds: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """:func:`streams_of` on a connection: per kind, the stream list and the one device it is on
+    (a device gone between the two queries leaves the kind out). Raises what pulsectl raises."""
+    pulsectl = sys.modules["pulsectl"]
+    found: dict[str, tuple[str, str]] = {}
+    for kind in kinds:
+        list_name, field, info_name, facility = _QUERIES[kind]
+        mine = [s for s in getattr(pulse, list_name)()
+                if s.proplist.get("application.process.id") == str(pid)]
+        if not mine:
+            continue
+        try:
+            dev = getattr(pulse, info_name)(getattr(mine[-1], field))
+        except pulsectl.PulseIndexError:
+            continue
+        desc = dev.description or dev.name
+        if desc:
+            found[kind] = (desc, f"{facility} #{mine[-1].index}")
     return found
+
+
+class Inspector:
+    """:func:`streams_of` on a kept connection, for a chat that asks after every reply (its speaker
+    stream is paused between replies and comes back as a new sink-input, issue 10). Measured here
+    (`bench/soundserver_bench.py`): a fresh connection and four lists cost ~5.6 ms of CPU per ask, one
+    kind on a kept connection ~1 ms. Asked from one thread at a time (a lock); a connection that fails
+    (the server restarted) is replaced once per ask. :meth:`close` from any thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._pulse: Any = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def streams(self, kinds: Sequence[str] = KINDS) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            try:
+                for _ in range(2):
+                    if self._closed:
+                        return {}
+                    if self._pulse is None:
+                        self._pulse = _connect()
+                        if self._pulse is None:
+                            return {}
+                    try:
+                        return _streams(self._pulse, self.pid, kinds)
+                    except Exception:      # PulseOperationFailed, PulseDisconnected: a fresh connection
+                        self._drop()
+                return {}
+            finally:
+                if self._closed:           # closed while asking
+                    self._drop()
+
+    def _drop(self) -> None:
+        pulse, self._pulse = self._pulse, None
+        if pulse is not None:
+            pulse.close()
+
+    def close(self, timeout: float = 0.5) -> None:
+        """Close the connection; one that is mid-ask (a hung server) is closed when its ask ends."""
+        self._closed = True
+        if self._lock.acquire(timeout=timeout):
+            try:
+                self._drop()
+            finally:
+                self._lock.release()
 
 
 class Watcher:
