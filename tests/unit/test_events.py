@@ -51,6 +51,21 @@ def test_input_audio_is_base64_on_the_wire() -> None:
     assert wire == {"type": "input.audio", "audio": "AAEC"}
 
 
+@pytest.mark.parametrize("pcm", [b"", b"\x00\x01\x02", bytes(range(256)) * 4, bytearray(b"\xff\x7f" * 480),
+                                 memoryview(b"\x01\x02\x03\x04")])
+def test_the_live_paths_input_audio_frame_is_the_generic_encoders(pcm: bytes) -> None:
+    assert ev.encode_input_audio(pcm) == encode(ev.InputAudio(pcm))
+    assert decode_client_event(ev.encode_input_audio(pcm)) == ev.InputAudio(bytes(pcm))
+
+
+def test_the_live_paths_input_audio_frame_refuses_what_encode_refuses() -> None:
+    for bad in ("text", None, [1, 2]):
+        with pytest.raises(LocalProtocolError):
+            encode(ev.InputAudio(bad))  # type: ignore[arg-type]
+        with pytest.raises(LocalProtocolError):
+            ev.encode_input_audio(bad)  # type: ignore[arg-type]
+
+
 def test_tool_result_result_must_be_a_string() -> None:
     with pytest.raises(LocalProtocolError):
         encode(ev.ToolResult("c", {"temp": 1}))  # type: ignore[arg-type]

@@ -79,6 +79,7 @@ class Conversation:
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
+        self._fast: tuple[Any, ...] | None = None     # try_send_audio's view of the socket (_fast_path)
         self._last_error: SessionError | None = None
         self._new_generation = asyncio.Event()   # set (and replaced) when a connection becomes ready
         self._close_code: int | None = None      # of the last socket that closed (None: no frame)
@@ -187,13 +188,14 @@ class Conversation:
         ws = self._ws
         if ws is None or not self.session.ready or self._send_lock.locked():
             return False
-        protocol, transport = getattr(ws, "protocol", None), getattr(ws, "transport", None)
-        send_data = getattr(ws, "send_data", None)
-        if protocol is None or transport is None or send_data is None or getattr(ws, "paused", True) \
-                or getattr(ws, "send_in_progress", None) is not None or transport.is_closing():
+        fast = self._fast
+        if fast is None or fast[0] is not ws:
+            fast = self._fast = _fast_path(ws)
+        if fast is None:
             return False
-        from websockets.protocol import State as WsState
-        if protocol.state is not WsState.OPEN:
+        _, protocol, transport, send_data, open_state = fast
+        if ws.paused or ws.send_in_progress is not None or transport.is_closing() \
+                or protocol.state is not open_state:
             return False
         self.session.send_audio(pcm)
         for frame in self.session.data_to_send():
@@ -501,3 +503,16 @@ def _close_desc(exc: Exception) -> str:
         return "closed without a close frame (1006)"
     reason = f" {clean(rcvd.reason, 120)}" if rcvd.reason else ""
     return f"close code {rcvd.code}{reason}"
+
+
+def _fast_path(ws: Any) -> tuple[Any, ...] | None:
+    """What :meth:`Conversation.try_send_audio` needs of a websockets connection, looked up once per
+    connection: ``(ws, protocol, transport, send_data, State.OPEN)``; None for a connection without
+    them (another websockets major version: every chunk then takes the awaited path)."""
+    from websockets.protocol import State
+    protocol, transport = getattr(ws, "protocol", None), getattr(ws, "transport", None)
+    send_data = getattr(ws, "send_data", None)
+    if protocol is None or transport is None or send_data is None or not hasattr(ws, "paused") \
+            or not hasattr(ws, "send_in_progress"):
+        return None
+    return ws, protocol, transport, send_data, State.OPEN

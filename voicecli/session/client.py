@@ -39,6 +39,7 @@ from voicecli.protocol.events import (
     ToolResult,
     decode_server_event,
     encode,
+    encode_input_audio,
 )
 from voicecli.session.rules import (
     BARGE_IN,
@@ -133,7 +134,9 @@ class ClientSession:
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue one ``input.audio`` chunk. Raises LocalProtocolError before ``session.ready``."""
-        self._send(InputAudio(pcm))
+        frame = encode_input_audio(pcm)            # strict: raises before any state changes
+        self._conn.step(_CONN, Role.CLIENT, InputAudio.type)
+        self._outbox.append(frame)
 
     def send(self, event: ClientEvent) -> None:
         """Queue any other client event (reply.create, conversation.message, session.update...)."""
