@@ -41,3 +41,33 @@ def test_plain_and_json_chat_do_not_load_rich() -> None:
         assert "rich" not in loaded, mode
         assert "pydantic" not in loaded, mode   # typer <0.29 (pyproject): 0.29 imports it for every command
         assert "voicecli.protocol.events" in loaded     # the chat's own modules did load
+
+
+def test_loading_portaudio_libasound_libc_and_libpulse_starts_no_child_process() -> None:
+    """ctypes.util.find_library runs `ldconfig -p` (a ~30 MiB child, ~10 ms) per call on Linux: the
+    chat used to start three of them while opening its devices, plus one for libpulse. Counted with
+    the interpreter's own audit events, in a fresh interpreter (nothing loaded before)."""
+    code = (
+        "import sys\n"
+        "spawned = []\n"
+        "sys.addaudithook(lambda ev, args: spawned.append(args[0]) if ev == 'subprocess.Popen' else None)\n"
+        "from voicecli.audio import devices, soundserver\n"
+        "devices.backend()\n"
+        "devices.quiet_c_stderr()()\n"
+        "soundserver._pulsectl()\n"
+        "print('spawned:', spawned)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert "spawned: []" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_library_without_a_known_soname_is_still_found_the_usual_way() -> None:
+    import ctypes.util
+
+    from voicecli.audio import libs
+    assert libs.find("c") == "libc.so.6"                      # Linux (CI): the soname, loadable
+    assert libs.find("m") == ctypes.util.find_library("m")    # not in the table: ctypes' own answer
+    assert libs.find("voicecli-no-such-library") is None
+    with libs.sonames_first():
+        assert ctypes.util.find_library("asound") == "libasound.so.2"
+    assert ctypes.util.find_library is libs._real_find        # restored

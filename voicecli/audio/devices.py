@@ -55,8 +55,9 @@ def silence_alsa() -> bool:
     if _alsa_handler is not None:
         return True
     import ctypes
-    import ctypes.util
-    name = ctypes.util.find_library("asound") or "libasound.so.2"
+
+    from voicecli.audio import libs
+    name = libs.find("asound") or "libasound.so.2"
     try:
         lib = ctypes.CDLL(name)
         handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
@@ -76,9 +77,10 @@ def quiet_c_stderr() -> Callable[[], None]:
     descriptor 2 itself and is untouched. Returns the function that restores it (a no-op where
     there is no C library to do this with)."""
     import ctypes
-    import ctypes.util
+
+    from voicecli.audio import libs
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(libs.find("c") or "libc.so.6")
         slot = ctypes.c_void_p.in_dll(libc, "stderr")
         libc.fopen.restype = ctypes.c_void_p
         libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
@@ -133,8 +135,10 @@ def backend() -> Any:
     (:func:`silence_alsa`: PortAudio prints some at load time)."""
     lean_alsa()
     silence_alsa()
+    from voicecli.audio import libs
     try:
-        import sounddevice
+        with libs.sonames_first():       # sounddevice looks PortAudio up while it is imported
+            import sounddevice
     except OSError as exc:
         raise AudioDeviceError(f"PortAudio is not available ({exc})", PORTAUDIO_HINT) from None
     return sounddevice

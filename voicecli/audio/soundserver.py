@@ -50,25 +50,17 @@ _import_lock = threading.Lock()
 def _pulsectl() -> Any:
     """The ``pulsectl`` module, or None (not installed, no libpulse, a libpulse without its symbols).
 
-    pulsectl finds libpulse with ``ctypes.util.find_library("libpulse")``, which on Linux runs
-    ``ldconfig -p``, ``gcc`` and ``ld`` as subprocesses (~50 ms) to look for a ``liblibpulse`` that
-    never exists, then loads ``libpulse.so.0``: it is told that name at once."""
+    pulsectl finds libpulse with ``ctypes.util.find_library("libpulse")`` while it is imported, which
+    on Linux runs ``ldconfig -p``, ``gcc`` and ``ld`` as subprocesses (~50 ms) to look for a
+    ``liblibpulse`` that never exists: it gets ``libpulse.so.0`` at once (:mod:`voicecli.audio.libs`)."""
     if "pulsectl" in sys.modules:
         return sys.modules["pulsectl"]
-    import ctypes.util
-    with _import_lock:
-        real = ctypes.util.find_library
-
-        def find_library(name: str) -> str | None:
-            return "libpulse.so.0" if name == "libpulse" and sys.platform.startswith("linux") else real(name)
-
-        ctypes.util.find_library = find_library
+    from voicecli.audio import libs
+    with _import_lock, libs.sonames_first():
         try:
             import pulsectl  # type: ignore[import-untyped]
         except Exception:    # ImportError, OSError (no libpulse), AttributeError (an old one)
             return None
-        finally:
-            ctypes.util.find_library = real
     return pulsectl
 
 
