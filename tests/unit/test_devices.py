@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from voicecli.audio.devices import DeviceInfo, choose_settings, devices_from_dicts, select_device
@@ -126,3 +128,26 @@ def test_a_reopened_device_keeps_its_rate_when_it_still_accepts_it() -> None:
     assert seen == [(16000, 1)]
     supports, seen = _probe({(48000, 1)})
     assert choose_settings(DEVICES[0], "input", supports, prefer_rate=16000).rate == 48000
+
+
+def test_the_mic_callbacks_sound_test_is_a_level_threshold_on_every_8th_sample() -> None:
+    from array import array
+
+    from voicecli.audio.devices import QUIET_FLOOR, _has_sound
+
+    def block(*pairs: tuple[int, int], n: int = 480) -> bytes:
+        a = array("h", [0] * n)
+        for i, v in pairs:
+            a[i] = v
+        return a.tobytes()
+
+    assert not _has_sound(b"") and not _has_sound(block())
+    noise = array("h", [(-1) ** i * (i * 37 % QUIET_FLOOR) for i in range(480)])   # all within +-255
+    assert not _has_sound(noise.tobytes())
+    for v in (QUIET_FLOOR, QUIET_FLOOR + 1, 32767, -QUIET_FLOOR - 1, -32768):
+        assert _has_sound(block((8, v))), v
+    for v in (QUIET_FLOOR - 1, -QUIET_FLOOR):
+        assert not _has_sound(block((8, v))), v
+    assert not _has_sound(block((3, 20000)))         # between the samples looked at
+    speech = array("h", [int(1000 * math.sin(i * 0.13)) for i in range(480)])        # ~-33 dBFS peak
+    assert _has_sound(speech.tobytes())
