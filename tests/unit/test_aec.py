@@ -189,3 +189,45 @@ def test_an_echo_path_keeps_the_canceller_on_and_one_that_appears_ends_the_pass_
     x, y, c = _talk_over(0.25, talk_at=99.0, seconds=9.0, echo_from=3.0)
     assert not c.no_echo_path
     assert _db(y[6 * RATE:]) - _db(x[6 * RATE:]) < -25
+
+
+def _pause_between_replies(monkeypatch: pytest.MonkeyPatch, idle_path: bool) -> tuple[np.ndarray, EchoCanceller]:
+    """A reply plays with its echo in the mic; the output stream stops (nothing more is written, as a
+    paused stream writes nothing) while the user talks; then it restarts for a second reply. With
+    ``idle_path`` False the canceller never takes its far-idle path (the code before it)."""
+    if not idle_path:
+        monkeypatch.setattr(aec, "IDLE_AFTER_FRAMES", 10**9)
+    far = _speechlike(3)
+    ring = FarEndRing(RATE)
+    c = EchoCanceller(ring, RATE)
+    block, outs, t = 480, [], 0.0
+    talker = np.resize(TALKER, 2 * RATE).astype(np.float32)
+
+    def play(seconds: float, start: int, silence_s: float = 0.0) -> None:
+        nonlocal t
+        sound = np.concatenate((far[start:start + int(seconds * RATE)], np.zeros(int(silence_s * RATE), np.float32)))
+        for i in range(sound.shape[0] // block):
+            played = sound[i * block:(i + 1) * block]
+            ring.write((played * 32767).astype(np.int16), dac_time=t + 0.02)
+            c.note_capture(t, block)
+            outs.append(c.process((0.25 * played).astype(np.float32)))    # the echo, no delay
+            t += block / RATE
+
+    play(1.0, 0, silence_s=0.5)                 # the chat pauses a stream that has played 0.5 s of silence
+    for i in range(2 * RATE // block):          # stopped: nothing written; the mic hears the user
+        c.note_capture(t, block)
+        outs.append(c.process(talker[i * block:(i + 1) * block] * (0.0 if i < 25 else 0.5)))
+        t += block / RATE
+    c.output_restarted()
+    play(1.0, RATE)
+    return np.concatenate(outs), c
+
+
+@pytest.mark.skipif(not aec.available(), reason="the aec extra (livekit) is not installed")
+def test_a_stopped_far_end_skips_the_reference_work_and_changes_no_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, c_fast = _pause_between_replies(monkeypatch, idle_path=True)
+    with monkeypatch.context() as m:
+        slow, c_slow = _pause_between_replies(m, idle_path=False)
+    assert c_slow.idle_frames == 0
+    assert c_fast.idle_frames > 150               # of the 200 frames of the 2 s stop
+    assert np.array_equal(fast, slow)

@@ -85,6 +85,7 @@ GATE_SEARCH_EVERY = 4        # frames between two full searches while they find 
 FAR_ACTIVE = 1e-6            # mean far-end power (-60 dBFS) above which the far end is playing
 NO_ECHO_ERL = 1e-4           # mic power below far-end power * this (-40 dB): no echo to cancel
 NO_ECHO_FRAMES = 50          # 0.5 s of far-end audio with such a mic
+IDLE_AFTER_FRAMES = 8        # 80 ms without a write to the ring: the output stream is stopped (see _far_idle)
 NO_ECHO_REVOKE = 100         # 1 s of a loud, not echo-like mic while the far end plays
 _ONES_WINDOW = np.ones(GATE_WINDOW, dtype=np.float32)
 _RAMP_DOWN = np.linspace(1.0, GATE_GAIN, FRAME, dtype=np.float32)   # the gate closing over one frame
@@ -226,6 +227,10 @@ class EchoCanceller:
         self._quiet_frames = 0                   # far-end frames with a mic NO_ECHO_ERL below it
         self._loud_frames = 0                    # far-end frames in a row with a loud, not echo-like mic
         self._silence = np.zeros(FRAME, dtype=np.int16)
+        self._idle_written = -1                  # ring.written at the previous frame (see _far_idle)
+        self._idle_zero = False                  # the ring holds only silence from _ref_pos on
+        self._idle_count = 0                     # frames in a row without a write to the ring
+        self.idle_frames = 0                     # frames that took the far-idle path
         self._gain = 1.0
         self.gated_frames = 0
         self.delay_ms = 0.0                      # last measured stream delay (DAC - ADC)
@@ -249,6 +254,7 @@ class EchoCanceller:
         next frame instead of being slewed towards it (the echo path itself did not change, so AEC3's
         own delay estimate stays valid)."""
         self._ref_pos = None
+        self._idle_written = -1
         self._err = 0.0
         self.ref_resampler.reset()
         self._ref_n = 0
@@ -281,9 +287,14 @@ class EchoCanceller:
         base = self._near_total - self._near.shape[0]
         for i in range(n_frames):
             frame = near[i * FRAME:(i + 1) * FRAME]
-            self._reference(self._adc_time_of(base + i * FRAME))
-            echo_like = self._track(frame)
-            self._note_path(echo_like)
+            if self._far_idle():
+                self._track_idle(frame)
+                echo_like = False
+                self._loud_frames = 0            # _note_path with no far end
+            else:
+                self._reference(self._adc_time_of(base + i * FRAME))
+                echo_like = self._track(frame)
+                self._note_path(echo_like)
             gain = GATE_GAIN if echo_like and self.gate else 1.0
             y = out[i * FRAME:(i + 1) * FRAME]
             self.frames += 1
@@ -336,6 +347,44 @@ class EchoCanceller:
         self._gate_lag = found
         self.echo_lag_ms = found * 1000.0 / RATE
         return True
+
+    def _far_idle(self) -> bool:
+        """True while the far end is stopped and silent: nothing was written to the ring for
+        IDLE_AFTER_FRAMES (a running output stream writes every block, 20-40 ms), everything it
+        holds from the read position on is silence (so every read :meth:`_reference` would make
+        until the next write is zeros: it never reads behind that position, nor past what was
+        written) and the gate's reference history is all zeros. Then the frame's reference is zeros
+        as it was, and :meth:`_track` could only answer "no echo": both are skipped (the output
+        stream is paused between replies; issue 10, Cost). Only the reference position's
+        bookkeeping stands still meanwhile; a restart of the output takes it afresh anyway
+        (:meth:`output_restarted`)."""
+        written = self.ring.written
+        if written != self._idle_written:
+            self._idle_written = written
+            self._idle_zero = False
+            self._idle_count = 0
+            return False
+        self._idle_count += 1
+        if self._idle_count < IDLE_AFTER_FRAMES:  # a running stream writes every block: not stopped
+            return False
+        if self._e_ref != 0.0:                   # (0.0 exactly: the history, last frame included, is zeros)
+            return False
+        if not self._idle_zero:
+            start = 0 if self._ref_pos is None else max(0, int(self._ref_pos))
+            n = written - start
+            if n > self.ring.size:
+                return False
+            tail = np.empty(max(n, 0), dtype=np.int16)
+            self._idle_zero = n <= 0 or (self.ring.read(start, n, tail) and not tail.any())
+        return self._idle_zero
+
+    def _track_idle(self, near: npt.NDArray[np.float32]) -> None:
+        """:meth:`_track` for a far-idle frame: the mic history moves on, the reference history stays
+        all zeros (as shifting in a zero frame would leave it)."""
+        h_mic = self._hist_mic
+        h_mic[:-FRAME] = h_mic[FRAME:]
+        h_mic[-FRAME:] = near
+        self.idle_frames += 1
 
     def _note_path(self, echo_like: bool) -> None:
         """Whether there is an echo path at all (see NO_ECHO_*), from the windows :meth:`_track` keeps."""
@@ -453,7 +502,7 @@ class EchoCanceller:
     def stats(self) -> dict[str, Any]:
         return {"frames": self.frames, "realigned": self.realigned, "delay_ms": round(self.delay_ms, 1),
                 "gated_frames": self.gated_frames, "no_echo_path": self.no_echo_path,
-                "passed_frames": self.passed_frames,
+                "passed_frames": self.passed_frames, "idle_frames": self.idle_frames,
                 "echo_lag_ms": None if self.echo_lag_ms is None else round(self.echo_lag_ms, 1),
                 "ms_per_frame": round(self.cost_s * 1000 / self.frames, 3) if self.frames else None}
 
