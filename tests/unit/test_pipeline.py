@@ -75,3 +75,27 @@ def test_a_new_reply_flushes_the_previous_replys_tail_first() -> None:
     before = buf.depth_frames
     play.push(_pcm24(0.1), "b")
     assert buf.depth_frames > before + 4800            # a's tail went in before b's audio
+
+
+def test_a_24k_mono_mic_with_a_processor_skips_the_resampler_and_gives_the_same_chunks() -> None:
+    """The echo canceller's usual input (issue 10, Cost): PCM16 bytes take a shortcut (one ufunc, no
+    re-cutting of a block that is one chunk); arrays take the general path. Same chunks, any sizes."""
+    rng = np.random.default_rng(3)
+    held: list[np.ndarray] = []
+
+    def canceller_like(x: np.ndarray) -> np.ndarray:    # returns whole 10 ms frames, holds the rest
+        held.append(x)
+        data = np.concatenate(held)
+        n = data.shape[0] // 240 * 240
+        held[:] = [data[n:]]
+        return data[:n] * np.float32(0.5)
+
+    sizes = [480, 480, 100, 860, 480, 7, 953, 480, 480, 1]
+    blocks = [rng.integers(-32768, 32767, n, dtype=np.int16) for n in sizes]
+    fast = CapturePipeline(24000, 1, 20, processor=canceller_like)
+    got = [c for b in blocks for c in fast.feed(b.tobytes())]
+    held.clear()
+    general = CapturePipeline(24000, 1, 20, processor=canceller_like)
+    want = [c for b in blocks for c in general.feed(b.reshape(-1, 1))]
+    assert got == want and len(got) == sum(sizes) // 480
+    assert fast.frames_in == general.frames_in == sum(sizes)
