@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 SONAMES = {"portaudio": "libportaudio.so.2", "asound": "libasound.so.2", "c": "libc.so.6",
            "libpulse": "libpulse.so.0"}
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def find(name: str) -> str | None:

@@ -238,9 +238,10 @@ def _streams(pulse: Any, pid: int, kinds: Sequence[str]) -> dict[str, tuple[str,
 class Inspector:
     """:func:`streams_of` on a kept connection, for a chat that asks after every reply (its speaker
     stream is paused between replies and comes back as a new sink-input, issue 10). Measured here
-    (`bench/soundserver_bench.py`): a fresh connection and four lists cost ~5.6 ms of CPU per ask, one
-    kind on a kept connection ~1 ms. Asked from one thread at a time (a lock); a connection that fails
-    (the server restarted) is replaced once per ask. :meth:`close` from any thread."""
+    (`bench/soundserver_bench.py`): a fresh connection and its four lists cost 3.7-5.6 ms of CPU per
+    ask, the output alone on a kept connection 1.0-1.3 ms. Asked from one thread at a time (a
+    lock); a connection that fails (the server restarted) is replaced once per ask. :meth:`close`
+    from any thread."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
