@@ -77,9 +77,10 @@ def test_a_new_reply_flushes_the_previous_replys_tail_first() -> None:
     assert buf.depth_frames > before + 4800            # a's tail went in before b's audio
 
 
-def test_a_24k_mono_mic_with_a_processor_skips_the_resampler_and_gives_the_same_chunks() -> None:
-    """The echo canceller's usual input (issue 10, Cost): PCM16 bytes take a shortcut (one ufunc, no
-    re-cutting of a block that is one chunk); arrays take the general path. Same chunks, any sizes."""
+def test_a_24k_mono_mic_with_a_processor_gives_the_same_chunks_from_bytes_and_from_arrays() -> None:
+    """The echo canceller's usual input (issue 10, Cost): PCM16 bytes stay 1-D (no reshape) and a
+    block that is one chunk is not re-cut; (frames, 1) arrays as a numpy stream gives them. Same
+    chunks, any block sizes."""
     rng = np.random.default_rng(3)
     held: list[np.ndarray] = []
 

@@ -290,11 +290,10 @@ class EchoCanceller:
             if self._far_idle():
                 self._track_idle(frame)
                 echo_like = False
-                self._loud_frames = 0            # _note_path with no far end
             else:
                 self._reference(self._adc_time_of(base + i * FRAME))
                 echo_like = self._track(frame)
-                self._note_path(echo_like)
+            self._note_path(echo_like)
             gain = GATE_GAIN if echo_like and self.gate else 1.0
             y = out[i * FRAME:(i + 1) * FRAME]
             self.frames += 1

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 SONAMES = {"portaudio": "libportaudio.so.2", "asound": "libasound.so.2", "c": "libc.so.6",
            "libpulse": "libpulse.so.0"}
 _lock = threading.RLock()
+_real_find = ctypes.util.find_library
 
 
 def find(name: str) -> str | None:
@@ -30,9 +31,6 @@ def find(name: str) -> str | None:
         except OSError:
             pass
     return _real_find(name)
-
-
-_real_find = ctypes.util.find_library
 
 
 @contextmanager

@@ -127,12 +127,9 @@ class CapturePipeline:
             if self.passthrough:
                 return self._cut(block)
             import numpy as np
-            if self.in_rate == PROTOCOL_RATE and self.channels == 1 and self.processor is not None:
-                # the echo canceller on a 24 kHz mono mic: no resampler (it would only scale), one
-                # ufunc (x * 2**-15 is exactly the resampler's x / 32768); issue 10, Cost
-                return self._process(np.multiply(np.frombuffer(block, dtype="<i2"), np.float32(1 / 32768),
-                                                 dtype=np.float32))
-            block = np.frombuffer(block, dtype="<i2").reshape(-1, self.channels)
+            block = np.frombuffer(block, dtype="<i2")
+            if self.channels > 1:
+                block = block.reshape(-1, self.channels)
         else:
             self.frames_in += int(block.shape[0])
         return self._feed_array(block)
@@ -154,17 +151,11 @@ class CapturePipeline:
             from voicecli.audio.resample import FrameChunker
             self._resampler = PolyphaseResampler(self.in_rate, PROTOCOL_RATE, self.channels)
             self._chunker = FrameChunker(PROTOCOL_RATE * self.chunk_ms // 1000)
-        return self._process(self._resampler.process(block))
-
-    def _process(self, x: F32) -> list[bytes]:
-        """24 kHz float samples -> (the processor ->) whole PCM16 chunks."""
+        x = self._resampler.process(block)
         if self.processor is not None:
             x = self.processor(x)
         if x.size:
             self._last = x
-        if self._chunker is None:
-            from voicecli.audio.resample import FrameChunker
-            self._chunker = FrameChunker(PROTOCOL_RATE * self.chunk_ms // 1000)
         if x.shape[0] == self._chunker.chunk_frames and not self._chunker.pending_frames:
             chunks = [x]                   # one block, one chunk (the usual case): nothing to re-cut
         else:

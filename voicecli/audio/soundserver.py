@@ -205,13 +205,11 @@ def streams_of(pid: int, kinds: Sequence[str] = KINDS) -> dict[str, tuple[str, s
     #N"), "input": (source description, "source-output #N")}`` (a kind is missing when the process has
     no such stream, or the server cannot be asked). One short connection; :class:`Inspector` keeps
     one for repeated asking."""
-    with _session() as pulse:
-        if pulse is None:
-            return {}
-        try:
-            return _streams(pulse, pid, kinds)
-        except Exception:
-            return {}
+    inspector = Inspector(pid)
+    try:
+        return inspector.streams(kinds)
+    finally:
+        inspector.close()
 
 
 def _streams(pulse: Any, pid: int, kinds: Sequence[str]) -> dict[str, tuple[str, str]]:

@@ -699,13 +699,16 @@ def decode_client_event(text: str | bytes) -> ClientEvent:
 
 def encode(event: ClientEvent) -> str:
     """Encode a client event to a JSON text frame. Raises LocalProtocolError on bad values."""
+    if isinstance(event, InputAudio):
+        return encode_input_audio(event.audio)
     return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
 def encode_input_audio(pcm: bytes | bytearray | memoryview) -> str:
-    """``encode(InputAudio(pcm))``, character for character, for the live mic path (~50 a second):
-    base64 needs no JSON escaping, so no event object, dict or JSON encoder is built per chunk
-    (``json.dumps`` with non-default options makes a new encoder every call; issue 10, Cost)."""
+    """The ``input.audio`` frame of ``pcm``: the JSON of ``InputAudio(pcm).to_dict()``, character for
+    character, built as text (base64 needs no JSON escaping) for the live mic path (~50 a second): no
+    event object, dict or JSON encoder per chunk (``json.dumps`` with non-default options makes a new
+    encoder every call; issue 10, Cost)."""
     if not isinstance(pcm, (bytes, bytearray, memoryview)):
         raise LocalProtocolError("input.audio needs bytes")
     return '{"type":"input.audio","audio":"' + base64.b64encode(pcm).decode("ascii") + '"}'

@@ -134,9 +134,7 @@ class ClientSession:
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue one ``input.audio`` chunk. Raises LocalProtocolError before ``session.ready``."""
-        frame = encode_input_audio(pcm)            # strict: raises before any state changes
-        self._conn.step(_CONN, Role.CLIENT, InputAudio.type)
-        self._outbox.append(frame)
+        self._queue(encode_input_audio(pcm), InputAudio.type)   # no event object on the live path
 
     def send(self, event: ClientEvent) -> None:
         """Queue any other client event (reply.create, conversation.message, session.update...)."""
@@ -166,8 +164,11 @@ class ClientSession:
         return out
 
     def _send(self, event: ClientEvent) -> None:
-        frame = encode(event)                      # strict: raises before any state changes
-        self._conn.step(_CONN, Role.CLIENT, event.type)
+        self._queue(encode(event), event.type)
+
+    def _queue(self, frame: str, event_type: str) -> None:
+        """``frame`` was encoded first (strict: a bad value raises before any state changes)."""
+        self._conn.step(_CONN, Role.CLIENT, event_type)
         self._outbox.append(frame)
 
     def _new_connection(self) -> None:
