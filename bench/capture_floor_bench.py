@@ -3,7 +3,8 @@ only copies the block, per block size and latency (issue 10, Cost).
 
     .venv/bin/python bench/capture_floor_bench.py [--seconds 8] [--runs 2] [CONFIG ...]
 
-CONFIG is ``FRAMES,LATENCY`` (default: ``480,low 480,high 1024,high``): 480 frames is the chat's
+CONFIG is ``FRAMES,LATENCY`` (LATENCY: low, high or seconds; a malformed one exits 2 before any run;
+default: ``480,low 480,high 1024,high``): 480 frames is the chat's
 20 ms block at 24 kHz, ``1024,high`` what AssemblyAI's raw example opens (sounddevice's default
 latency). Each run is a child process on the private PulseAudio daemon of tests/e2e/pulse.py
 (mic: the virtual ``vmic``, fed silence at the bench rig's 10 ms cadence), 1 s to settle, then
@@ -32,13 +33,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.e2e.pulse import VirtualAudio  # noqa: E402
+from tests.e2e.pulse import VirtualAudio, pulse_missing  # noqa: E402
 
 CHILD = r'''
 import json, os, statistics, sys, threading, time
 import sounddevice as sd
 frames, latency, secs = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-lat = float(latency) if latency[:1].isdigit() else latency
+lat = float(latency) if latency not in ("low", "high") else latency
 tids, stamps = set(), []
 
 def callback(indata, n, time_info, status):
@@ -63,30 +64,41 @@ with sd.RawInputStream(samplerate=24000, channels=1, dtype="int16", blocksize=fr
     time.sleep(secs)
     b, n1, dt = snap(), len(stamps), time.monotonic() - t0
     reported = stream.latency
-threads = {}
+threads = {"callback": [0.0, 0.0, 0.0], "threaded-ml": [0.0, 0.0, 0.0]}
 for t, (run, vol, invol, comm) in b.items():
-    r0, v0, i0, _ = a.get(t, (0, 0, 0, comm))
-    kind = "callback" if t in tids else comm
-    if kind in ("callback", "threaded-ml"):
-        old = threads.get(kind, (0.0, 0.0, 0.0))
-        threads[kind] = tuple(o + x for o, x in zip(old, ((run - r0) / 1e9 / dt * 100, (vol - v0) / dt,
-                                                           (invol - i0) / dt)))
+    row = threads.get("callback" if t in tids else comm)
+    if row is not None:
+        r0, v0, i0, _ = a.get(t, (0, 0, 0, comm))
+        for k, x in enumerate(((run - r0) / 1e9 * 100, vol - v0, invol - i0)):
+            row[k] += x / dt
 gaps = [y - x for x, y in zip(stamps[n0:n1], stamps[n0 + 1:n1])]
 print(json.dumps({"cb_s": (n1 - n0) / dt, "latency": reported, "threads": threads,
                   "gap_ms": [statistics.mean(gaps) * 1e3, max(gaps) * 1e3]}))
 '''
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="*", default=["480,low", "480,high", "1024,high"])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
+    bad = [c for c in args.configs if not _valid(c)]
+    if bad:
+        print(f"capture_floor_bench: bad config(s) {', '.join(bad)} (FRAMES,LATENCY: e.g. 480,low 1024,high "
+              f"720,0.05)", file=sys.stderr)
+        return 2
+    missing = pulse_missing()
+    if missing:
+        print(f"capture_floor_bench: {missing}", file=sys.stderr)
+        return 2
     va = VirtualAudio().start()
     os.environ.update({k: v for k, v in va.env.items() if k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")})
     os.environ["PULSE_SINK"] = "vmic_feed"
     import sounddevice as sd
+
+    from voicecli.audio.devices import reinitialize
+    reinitialize(sd)   # pulse_missing imported sounddevice before this daemon ran: enumerate afresh
     feed = sd.OutputStream(samplerate=24000, channels=1, dtype="float32", blocksize=240, latency="low",
                            callback=lambda out, *_: out.fill(0))
     feed.start()
@@ -96,14 +108,17 @@ def main() -> None:
         for _ in range(args.runs):
             for cfg in args.configs:
                 frames, _, latency = cfg.partition(",")
-                out = subprocess.run([sys.executable, "-c", CHILD, frames, latency or "low", str(args.seconds)],
-                                     env=dict(va.env), capture_output=True, text=True, timeout=args.seconds + 30)
+                try:
+                    out = subprocess.run([sys.executable, "-c", CHILD, frames, latency, str(args.seconds)],
+                                         env=dict(va.env), capture_output=True, text=True, timeout=args.seconds + 30)
+                except subprocess.TimeoutExpired:
+                    print(f"{cfg:<12} FAILED: hung (no result {args.seconds + 30:g} s in)")
+                    continue
                 if out.returncode:
                     print(f"{cfg:<12} FAILED: {out.stderr.strip().splitlines()[-1:]}")
                     continue
                 r = json.loads(out.stdout)
-                cb = r["threads"].get("callback", [0.0, 0.0, 0.0])
-                ml = r["threads"].get("threaded-ml", [0.0, 0.0, 0.0])
+                cb, ml = r["threads"]["callback"], r["threads"]["threaded-ml"]
                 per = cb[0] / 100 / max(r["cb_s"], 1e-9) * 1e6
                 print(f"{cfg:<12} {r['cb_s']:5.1f} {r['latency'] * 1e3:6.1f}ms "
                       f"{r['gap_ms'][0]:6.1f}/{r['gap_ms'][1]:4.1f}ms  "
@@ -114,7 +129,18 @@ def main() -> None:
         feed.close()
         va.stop()
     print("reproduce: .venv/bin/python bench/capture_floor_bench.py " + " ".join(sys.argv[1:]))
+    return 0
+
+
+def _valid(config: str) -> bool:
+    frames, sep, latency = config.partition(",")
+    if not sep or not frames.isdigit():
+        return False
+    try:
+        return latency in ("low", "high") or float(latency) > 0
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
